@@ -1,0 +1,58 @@
+"""What every command needs: the environment it runs in, and the time."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from stigmergy_cli import console
+from stigmergy_cli.environment import ROOT_ENV_VAR, Environment, open_environment
+from stigmergy_cli.store import Problem
+
+
+@dataclass
+class GlobalOptions:
+    root: str | None = None
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    """The options given before the command name (set by the root callback)."""
+    found = ctx.find_object(GlobalOptions)
+    return found if found is not None else GlobalOptions()
+
+
+def open_env(ctx: typer.Context) -> Environment:
+    """Open the environment for this invocation (--root, STIGMERGY_ROOT, or the cwd's repo)."""
+    override = options(ctx).root or os.environ.get(ROOT_ENV_VAR)
+    return open_environment(Path.cwd(), override, os.environ)
+
+
+def now() -> float:
+    """The current time; the core takes it as an argument and never reads the clock."""
+    return time.time()
+
+
+def whoami() -> str:
+    """Who is acting: the agent (STIGMERGY_AGENT, set for executors) or the user."""
+    agent = os.environ.get("STIGMERGY_AGENT")
+    if agent:
+        return agent
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def report_problems(problems: list[Problem], env: Environment) -> None:
+    """Name each unreadable file on stderr; the command goes on without them."""
+    for problem in problems:
+        try:
+            where = problem.path.relative_to(env.layout.root)
+        except ValueError:
+            where = problem.path
+        console.warn(f"skipped {where}: {problem.message} (`stigmergy sweep` quarantines it)")

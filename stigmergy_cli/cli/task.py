@@ -1,0 +1,273 @@
+"""`stigmergy task ...`: parse, call the store, render."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stigmergy_cli import console, decay, events, pool, tasks, yamlio
+from stigmergy_cli.cli import render
+from stigmergy_cli.cli._common import now, open_env, report_problems, whoami
+from stigmergy_cli.errors import InvalidInput
+from stigmergy_cli.paths import STATES
+from stigmergy_cli.tasks import Task
+
+app = typer.Typer(help="Add, import, list and manage tasks.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
+TaskId = Annotated[str, typer.Argument(help="The task's id.", show_default=False)]
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    title: Annotated[str, typer.Argument(help="One line saying what to do.", show_default=False)],
+    task_id: Annotated[
+        str | None, typer.Option("--id", help="Id (default: title slug + short hash).")
+    ] = None,
+    description: Annotated[str | None, typer.Option("--description", help="Details.")] = None,
+    priority: Annotated[
+        str, typer.Option("--priority", "-p", help="0-100 or low, medium, high, urgent.")
+    ] = "medium",
+    urgent: Annotated[
+        bool, typer.Option("--urgent", help="Deposit urgent pressure: jumps the queue.")
+    ] = False,
+    deps: Annotated[
+        list[str] | None, typer.Option("--dep", help="A task that must be done first.")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Only agents with this role.")] = None,
+    labels: Annotated[list[str] | None, typer.Option("--label", help="A label.")] = None,
+    inputs: Annotated[list[str] | None, typer.Option("--input", help="A path it reads.")] = None,
+    outputs: Annotated[
+        list[str] | None, typer.Option("--output", help="A path it writes.")
+    ] = None,
+    command: Annotated[
+        str | None, typer.Option("--command", help="Executor for this task only.")
+    ] = None,
+    verify: Annotated[
+        str | None, typer.Option("--verify", help="Command that must exit 0 on success.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds before the executor is killed.")
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", help="Attempts before it fails for good.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a pending task."""
+    env = open_env(ctx)
+    at = now()
+    doc: dict[str, Any] = {
+        "id": task_id,
+        "title": title,
+        "description": description,
+        "priority": tasks.parse_priority(priority),
+        "depends_on": deps or [],
+        "role": role,
+        "labels": labels or [],
+        "inputs": inputs or [],
+        "outputs": outputs or [],
+        "command": command,
+        "verify": verify,
+        "timeout": timeout,
+        "max_attempts": max_attempts,
+    }
+    if urgent:
+        doc["pressure"] = env.config.pressure.signal_urgent
+        doc["pressure_at"] = at
+    task = tasks.new_task(doc, now=at, created_by=whoami())
+    record = env.store.add(task, at, id_generated=task_id is None)
+    entry = pool.build([record], at, env.config.pressure)[0]
+    if as_json:
+        console.emit_json(pool.entry_json(entry))
+    else:
+        console.say(f"Added {record.task.id} (priority {record.task.priority}, pending)")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="A YAML file with a list of tasks, or - for stdin.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Add many tasks from one YAML list: all of them, or none if any is invalid."""
+    env = open_env(ctx)
+    at = now()
+    docs = _read_import(source)
+    who = whoami()
+    batch: list[Task] = []
+    for index, doc in enumerate(docs, start=1):
+        try:
+            if not isinstance(doc, dict):
+                raise InvalidInput(f"expected a mapping of task fields, found {type(doc).__name__}")
+            fields = dict(doc)
+            if "id" not in fields or fields["id"] is None:
+                fields["id"] = None
+            batch.append(tasks.new_task(fields, now=at, created_by=who))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{source}: task {index}: {exc}") from None
+    records = env.store.import_tasks(batch, at)
+    if as_json:
+        entries = pool.build(records, at, env.config.pressure)
+        console.emit_json([pool.entry_json(e) for e in entries])
+    else:
+        console.say(f"Imported {len(records)} task{'s' if len(records) != 1 else ''}.")
+
+
+def _read_import(source: str) -> list[Any]:
+    if source == "-":
+        data = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
+    else:
+        try:
+            with Path(source).open("rb") as fh:
+                data = fh.read(MAX_IMPORT_BYTES + 1)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
+    if len(data) > MAX_IMPORT_BYTES:
+        raise InvalidInput(f"{source} is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
+    try:
+        docs = yamlio.load(data)
+    except yamlio.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidInput(f"{source}: invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source}: not valid UTF-8") from None
+    if isinstance(docs, dict) and isinstance(docs.get("tasks"), list):
+        docs = docs["tasks"]  # also accept `tasks: [...]`
+    if not isinstance(docs, list):
+        raise InvalidInput(f"{source}: expected a YAML list of tasks")
+    if not docs:
+        raise InvalidInput(f"{source}: the list of tasks is empty")
+    return docs
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", help=f"Only these states: {', '.join(STATES)}."),
+    ] = None,
+    ready: Annotated[bool, typer.Option("--ready", help="Only tasks an agent could start now.")] = False,
+    blocked: Annotated[
+        bool, typer.Option("--blocked", help="Only pending tasks that wait, and why.")
+    ] = False,
+    role: Annotated[str | None, typer.Option("--role", help="Only tasks for this role.")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Only tasks with this label.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tasks, best score first."""
+    for state in status or []:
+        if state not in STATES:
+            raise InvalidInput(f"unknown status {state!r}: use one of {', '.join(STATES)}")
+    env = open_env(ctx)
+    at = now()
+    scan = env.store.scan(at)
+    report_problems(scan.problems, env)
+    entries = pool.build(scan.records, at, env.config.pressure)
+    wanted = set(status or [])
+    shown = [
+        e
+        for e in entries
+        if (not wanted or e.record.state in wanted)
+        and (not ready or e.ready)
+        and (not blocked or e.blocked is not None)
+        and (role is None or e.record.task.role == role)
+        and (label is None or label in e.record.task.labels)
+    ]
+    if as_json:
+        console.emit_json([pool.entry_json(e) for e in shown])
+    else:
+        render.task_table(shown, show_reason=blocked)
+
+
+@app.command("show")
+def show(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
+    """Show one task in full."""
+    env = open_env(ctx)
+    at = now()
+    record = env.store.get(task_id)
+    related = [record, *env.store.get_many(record.task.depends_on)]
+    entry = next(e for e in pool.build(related, at, env.config.pressure) if e.record is record)
+    if as_json:
+        console.emit_json(pool.entry_json(entry))
+    else:
+        render.task_detail(entry, env.layout.root)
+
+
+def _simple_transition(
+    ctx: typer.Context,
+    task_id: str,
+    *,
+    verb: str,
+    allowed: tuple[str, ...],
+    to_state: str,
+    event: str,
+    change: Any,
+) -> None:
+    env = open_env(ctx)
+    at = now()
+    record = env.store.transition(
+        task_id,
+        allowed=allowed,
+        to_state=to_state,
+        change=lambda t: change(env, t, at),
+        who=whoami(),
+        now=at,
+        verb=verb,
+    )
+    events.append(env.layout.events, event, at, task=task_id, by=whoami(), state=record.state)
+    console.say(f"{task_id} is now {record.state}.")
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, task_id: TaskId) -> None:
+    """Cancel a pending or failed task (or an active one nobody holds any more)."""
+    _simple_transition(
+        ctx,
+        task_id,
+        verb="cancel",
+        allowed=("pending", "active", "failed"),
+        to_state="cancelled",
+        event=events.CANCELLED,
+        change=lambda _env, t, _at: t,
+    )
+
+
+@app.command("retry")
+def retry(ctx: typer.Context, task_id: TaskId) -> None:
+    """Put a failed or cancelled task back in the pool with fresh attempts."""
+    _simple_transition(
+        ctx,
+        task_id,
+        verb="retry",
+        allowed=("failed", "cancelled"),
+        to_state="pending",
+        event=events.RETRIED,
+        change=lambda _env, t, _at: t.evolve(attempts=0),
+    )
+
+
+@app.command("boost")
+def boost(ctx: typer.Context, task_id: TaskId) -> None:
+    """Deposit boost pressure on a pending task so agents take it sooner."""
+
+    def deposit(env: Any, task: Task, at: float) -> Task:
+        current = decay.pressure_now(task.pressure, task.pressure_at, at, env.config.pressure, task.id)
+        return task.evolve(pressure=current + env.config.pressure.signal_boost, pressure_at=at)
+
+    _simple_transition(
+        ctx,
+        task_id,
+        verb="boost",
+        allowed=("pending",),
+        to_state="pending",
+        event=events.BOOSTED,
+        change=deposit,
+    )

@@ -1,0 +1,43 @@
+"""Tunable defaults. Each one is also documented in templates/config.yaml."""
+
+from __future__ import annotations
+
+CONFIG_SCHEMA = 1
+TASK_SCHEMA = 1
+
+TARGET_BRANCH = "main"
+
+# Agents
+HEARTBEAT_INTERVAL = 5.0  # seconds between heartbeats written by the agent process
+LEASE = 60.0  # seconds without a heartbeat before a claim is stale
+POLL_INTERVAL = 0.5  # seconds between looks at the pool when no change notification is possible
+WAKE_THRESHOLD = 0.0  # an idle agent works only when the best claimable score reaches this
+
+# Tasks
+MAX_ATTEMPTS = 3  # attempts before a task moves to failed/
+TASK_TIMEOUT = 3600.0  # seconds an executor may run before its process group is killed
+
+# Pressure: signals deposit pressure on tasks; it decays lazily from `pressure_at`.
+PRESSURE_STRATEGY = "exponential"
+PRESSURE_HALF_LIFE = 1800.0  # exponential and stochastic: seconds for pressure to halve
+PRESSURE_RATE = 0.0005  # linear: pressure lost per second
+PRESSURE_STEP = 0.1  # step: pressure lost at each interval
+PRESSURE_STEP_INTERVAL = 600.0  # step: seconds between steps
+PRESSURE_JITTER = 0.2  # stochastic: relative jitter of the half-life, 0..1
+PRESSURE_SEED = 0  # stochastic: seed, so runs are reproducible
+PRESSURE_EPSILON = 0.01  # `stigmergy decay` evaporates pressure below this
+SIGNAL_SKIP = 0.05  # deposited when a task is passed over or released unfinished
+SIGNAL_FAILURE = 0.1  # deposited when an attempt fails, so retries rise in the queue
+SIGNAL_DEPENDENCY_DONE = 0.05  # deposited on dependants when a dependency completes
+SIGNAL_URGENT = 1.0  # `task add --urgent`: above any wake threshold
+SIGNAL_BOOST = 0.25  # `task boost`
+
+# Merge
+CONFLICT_PRIORITY = 95
+
+# Claims whose lock directory has no owner.json are treated as being written for this long.
+CLAIM_GRACE = 10.0
+
+# Task files whose ctime is this recent are re-read rather than trusted from the list cache,
+# because a coarse filesystem clock may not tell two writes apart (git's "racy clean" problem).
+CACHE_RACY_WINDOW = 2.0

@@ -1,0 +1,68 @@
+"""events.jsonl: an append-only log of what happened, one JSON object per line.
+
+Appends use O_APPEND and a single write, so lines from concurrent processes never interleave.
+The log is for people and metrics; the task files remain the truth, so it is not fsynced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Event names, as SPEC section 3 lists them.
+TASK_ADDED = "task_added"
+CLAIMED = "claimed"
+SKIPPED = "skipped"
+STARTED = "started"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+MERGED = "merged"
+CONFLICT = "conflict"
+RELEASED = "released"
+SWEPT = "swept"
+DECAYED = "decayed"
+CANCELLED = "cancelled"
+RETRIED = "retried"
+BOOSTED = "boosted"
+QUARANTINED = "quarantined"
+AGENT_STARTED = "agent_started"
+AGENT_STOPPED = "agent_stopped"
+
+_MAX_FIELD = 2000  # long reasons are cut so a line stays one small write
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _MAX_FIELD:
+        return value[: _MAX_FIELD - 3] + "..."
+    return value
+
+
+def append(path: Path, event: str, now: float, **fields: Any) -> None:
+    """Append one event to the log at `path`."""
+    record = {"ts": round(now, 6), "event": event}
+    record.update({k: _bounded(v) for k, v in fields.items() if v is not None})
+    line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def read(path: Path) -> Iterator[dict[str, Any]]:
+    """Every well-formed event in order; torn or foreign lines are skipped."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with fh:
+        for raw in fh:
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("event"), str):
+                yield record

@@ -1,0 +1,234 @@
+"""Claim locks: `locks/<id>.lock/` directories, one per claimed task.
+
+Acquire is stage-then-publish: the claimer builds `locks/.stage-*` with owner.json inside and a
+flock held on owner.lock, then renames it to `locks/<id>.lock`. rename(2) of a directory onto a
+non-empty one fails, so exactly one claimer wins, and unlike a bare mkdir the lock is never
+visible without its owner (docs/design.md, "Claims"). Breaking or removing a lock renames it to
+a tombstone first, under the integration lock, so two removers never both act.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stigmergy_cli import atomic
+from stigmergy_cli.errors import Conflict
+from stigmergy_cli.oslock import FileLock, is_locked
+from stigmergy_cli.paths import Layout
+from stigmergy_cli.procinfo import ProcessId
+
+OWNER_FILE = "owner.json"
+OS_LOCK_FILE = "owner.lock"
+_STAGE_PREFIX = ".stage-"
+_TOMB_PREFIX = ".tomb-"
+
+
+class NotOwner(Conflict):
+    """The caller's token is not the one on the claim (it was swept, or never held)."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """owner.json: who holds a claim, and the fencing token that proves it."""
+
+    agent: str
+    kind: str  # "agent" for work claims, "admin" for short edits by a command
+    host: str
+    boot_id: str
+    pid: int
+    pid_start: int | None
+    claimed_at: float
+    lease: float
+    token: str  # "<attempt>.<random>": unique per claim, checked before every action
+
+    @property
+    def process(self) -> ProcessId:
+        return ProcessId(self.host, self.boot_id, self.pid, self.pid_start)
+
+    @classmethod
+    def new(cls, agent: str, kind: str, *, attempt: int, now: float, lease: float) -> Owner:
+        """An owner record for this process, with a fresh token."""
+        me = ProcessId.current()
+        return cls(
+            agent=agent,
+            kind=kind,
+            host=me.host,
+            boot_id=me.boot_id,
+            pid=me.pid,
+            pid_start=me.start,
+            claimed_at=now,
+            lease=lease,
+            token=f"{attempt}.{secrets.token_hex(8)}",
+        )
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Owner:
+        """Validate a parsed owner.json; ValueError on anything malformed."""
+        if not isinstance(doc, dict):
+            raise ValueError("owner.json is not an object")
+        try:
+            owner = cls(
+                agent=str(doc["agent"]),
+                kind=str(doc.get("kind", "agent")),
+                host=str(doc["host"]),
+                boot_id=str(doc.get("boot_id", "")),
+                pid=int(doc["pid"]),
+                pid_start=None if doc.get("pid_start") is None else int(doc["pid_start"]),
+                claimed_at=float(doc["claimed_at"]),
+                lease=float(doc["lease"]),
+                token=str(doc["token"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"owner.json is missing or has a bad field: {exc}") from None
+        return owner
+
+
+@dataclass
+class Claim:
+    """A lock this process holds, with the flock that tells the sweep we are alive."""
+
+    task_id: str
+    owner: Owner
+    os_lock: FileLock
+
+    def close(self) -> None:
+        """Drop the flock (the lock directory itself is removed by `release`)."""
+        self.os_lock.release()
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """What `lock list` and the sweep see of one lock directory."""
+
+    task_id: str
+    path: Path
+    owner: Owner | None
+    problem: str | None  # why owner.json could not be read, if it could not
+    mtime: float  # of the lock directory: when it was published
+    held: bool  # a live process on this host holds its flock
+
+
+def acquire(layout: Layout, task_id: str, owner: Owner) -> Claim | None:
+    """Publish a claim on `task_id`; None if someone else holds it."""
+    stage = layout.locks / f"{_STAGE_PREFIX}{task_id}-{secrets.token_hex(4)}"
+    stage.mkdir(parents=False)
+    os_lock = FileLock(stage / OS_LOCK_FILE)
+    try:
+        atomic.write_json(stage / OWNER_FILE, asdict(owner), durable=False)
+        if not os_lock.try_acquire():  # a fresh file: nobody else can hold it
+            raise RuntimeError(f"could not lock the new file {os_lock.path}")
+        atomic.fsync_dir(stage)
+        os.rename(stage, layout.lock_dir(task_id))
+    except OSError as exc:
+        os_lock.release()
+        shutil.rmtree(stage, ignore_errors=True)
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return None
+        raise
+    except BaseException:
+        os_lock.release()
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    atomic.fsync_dir(layout.locks)
+    return Claim(task_id, owner, os_lock)
+
+
+def read_owner(lock_dir: Path) -> Owner:
+    """Parse `lock_dir/owner.json`; ValueError or OSError when it is absent or malformed."""
+    raw = (lock_dir / OWNER_FILE).read_bytes()
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"owner.json is not valid JSON: {exc}") from None
+    return Owner.from_dict(doc)
+
+
+def inspect(layout: Layout, task_id: str) -> LockInfo | None:
+    """The lock on `task_id`, or None when it is not claimed."""
+    path = layout.lock_dir(task_id)
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    owner: Owner | None = None
+    problem: str | None = None
+    try:
+        owner = read_owner(path)
+    except FileNotFoundError:
+        problem = "no owner.json"
+    except (OSError, ValueError) as exc:
+        problem = str(exc)
+    return LockInfo(task_id, path, owner, problem, mtime, is_locked(path / OS_LOCK_FILE))
+
+
+def list_locks(layout: Layout) -> Iterator[LockInfo]:
+    """Every published lock, in name order; staging and tombstone directories are skipped."""
+    try:
+        names = sorted(os.listdir(layout.locks))
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(".") or not name.endswith(".lock"):
+            continue
+        info = inspect(layout, name.removesuffix(".lock"))
+        if info is not None:
+            yield info
+
+
+def integration_lock(layout: Layout) -> FileLock:
+    """The one lock under which the target moves and claims are broken or removed."""
+    return FileLock(layout.integration_lock)
+
+
+def _entomb(layout: Layout, task_id: str, tag: str) -> Path | None:
+    tomb = layout.locks / f"{_TOMB_PREFIX}{task_id}-{tag}-{secrets.token_hex(4)}"
+    try:
+        os.rename(layout.lock_dir(task_id), tomb)
+    except FileNotFoundError:
+        return None
+    atomic.fsync_dir(layout.locks)
+    return tomb
+
+
+def release(layout: Layout, claim: Claim) -> None:
+    """Remove our own claim. The caller holds the integration lock.
+
+    Refuses with NotOwner when the lock now carries another token: our claim was broken.
+    """
+    try:
+        current = read_owner(layout.lock_dir(claim.task_id))
+    except (OSError, ValueError):
+        current = None
+    if current is None or current.token != claim.owner.token:
+        claim.close()
+        raise NotOwner(f"agent {claim.owner.agent!r} no longer holds the claim on {claim.task_id!r}")
+    tomb = _entomb(layout, claim.task_id, "released")
+    claim.close()
+    if tomb is not None:
+        shutil.rmtree(tomb, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive(
+    layout: Layout, task_id: str, *, who: str, now: float, lease: float
+) -> Iterator[Claim]:
+    """Hold `task_id`'s lock for a short edit by a command, or raise Conflict if it is claimed."""
+    claim = acquire(layout, task_id, Owner.new(who, "admin", attempt=0, now=now, lease=lease))
+    if claim is None:
+        holder = inspect(layout, task_id)
+        by = f" by agent {holder.owner.agent!r}" if holder and holder.owner else ""
+        raise Conflict(f"task {task_id!r} is claimed{by}; try again when it is released")
+    try:
+        yield claim
+    finally:
+        with integration_lock(layout):
+            release(layout, claim)

@@ -1,0 +1,62 @@
+"""The pool as agents and people see it: each task with its score and why it may wait."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from stigmergy_cli import decay
+from stigmergy_cli.config import PressureConfig
+from stigmergy_cli.deps import Known, blocked_reason
+from stigmergy_cli.store import TaskRecord
+
+
+@dataclass(frozen=True)
+class Entry:
+    record: TaskRecord
+    pressure: float
+    score: float
+    blocked: str | None  # why a pending task cannot start yet
+
+    @property
+    def ready(self) -> bool:
+        """Pending with every dependency done and merged."""
+        return self.record.state == "pending" and self.blocked is None
+
+
+def is_merged(record: TaskRecord) -> bool:
+    """A done task counts as merged unless its result says otherwise."""
+    result = record.task.result
+    return result is None or result.get("merged", True) is not False
+
+
+def build(records: Iterable[TaskRecord], now: float, cfg: PressureConfig) -> list[Entry]:
+    """Score every task at `now` and explain what blocks each pending one; best first."""
+    records = list(records)
+    known = {r.task.id: Known(r.state, is_merged(r)) for r in records}
+    entries = []
+    for record in records:
+        task = record.task
+        pressure = decay.pressure_now(task.pressure, task.pressure_at, now, cfg, key=task.id)
+        blocked = blocked_reason(task, known) if record.state == "pending" else None
+        entries.append(Entry(record, pressure, decay.score(task.priority, pressure), blocked))
+    entries.sort(key=lambda e: (-e.score, e.record.task.created_at or 0.0, e.record.task.id))
+    return entries
+
+
+def entry_json(entry: Entry) -> dict[str, object]:
+    """A task as programs see it (`--json`): the file's fields plus status, score and readiness."""
+    doc: dict[str, object] = {
+        "id": entry.record.task.id,
+        "title": entry.record.task.title,
+        "status": entry.record.state,
+        "priority": entry.record.task.priority,
+        "score": round(entry.score, 4),
+        "pressure": round(entry.pressure, 4),
+        "ready": entry.ready,
+        "blocked": entry.blocked,
+    }
+    for key, value in entry.record.task.to_dict().items():
+        doc.setdefault(key, value)
+    doc.pop("schema", None)
+    return doc

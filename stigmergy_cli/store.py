@@ -1,0 +1,349 @@
+"""The task store: task files under tasks/<state>/, their moves, and a fast listing.
+
+Rules that keep it safe under concurrency and crashes:
+- A new id appears by link(2) into pending/, which fails rather than replace (atomic.create_bytes).
+- Only the holder of a task's lock directory renames or rewrites its file (locks.exclusive).
+- A state change is one rename; the rewrite of the content follows under the same lock.
+- Listing trusts a cache of parsed files keyed by (inode, size, mtime, ctime), re-reading any
+  file that changed or changed too recently to be told apart (docs/design.md, "List cache").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stigmergy_cli import atomic, defaults, events, locks, tasks
+from stigmergy_cli.deps import check_acyclic
+from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
+from stigmergy_cli.oslock import FileLock
+from stigmergy_cli.paths import STATES, Layout
+from stigmergy_cli.tasks import Task
+
+_CACHE_VERSION = 1
+MAX_TASK_FILE = 1024 * 1024
+_MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task and where it is: its state directory and file."""
+
+    task: Task
+    state: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file the store could not use, and why (reported, skipped, left for the sweep)."""
+
+    path: Path
+    message: str
+
+
+@dataclass
+class Scan:
+    records: list[TaskRecord] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class TaskStore:
+    """Task files of one environment."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    # -- reading -------------------------------------------------------------------------
+
+    def locate(self, task_id: str) -> tuple[str, Path] | None:
+        """The state and file of `task_id`, or None.
+
+        States are checked in the order tasks flow. Every backward move (retry, release,
+        requeue) lands in pending/, checked first, and new ids are published there with
+        link(2), so a task moving during this look cannot be missed by an add.
+        """
+        for state in STATES:
+            path = self.layout.task_file(state, task_id)
+            if os.path.lexists(path):
+                return state, path
+        return None
+
+    def get(self, task_id: str) -> TaskRecord:
+        """Read one task; TaskNotFound if absent, StigmergyError if its file is unreadable."""
+        tasks.validate_id(task_id)
+        found = self.locate(task_id)
+        if found is None:
+            raise TaskNotFound(f"no task with id {task_id!r}")
+        state, path = found
+        try:
+            task = tasks.parse_task_text(_read_regular(path), expected_id=task_id)
+        except (OSError, InvalidInput) as exc:
+            raise StigmergyError(f"{_rel(self.layout, path)} is unreadable: {_why(exc)}") from None
+        return TaskRecord(task, state, path)
+
+    def get_many(self, task_ids: Sequence[str]) -> list[TaskRecord]:
+        """The tasks among `task_ids` that exist and can be read."""
+        found = []
+        for task_id in task_ids:
+            with contextlib.suppress(StigmergyError):
+                found.append(self.get(task_id))
+        return found
+
+    def _lookup(self, task_id: str) -> Task | None:
+        try:
+            return self.get(task_id).task
+        except StigmergyError:
+            return None
+
+    def scan(self, now: float) -> Scan:
+        """Every readable task in every state, plus the files that could not be read."""
+        cache = self._read_cache()
+        fresh: dict[str, list[Any]] = {}
+        racy_after_ns = int((now - defaults.CACHE_RACY_WINDOW) * 1e9)
+        result = Scan()
+        seen: dict[str, str] = {}
+        changed = False
+        for state in STATES:
+            directory = self.layout.state_dir(state)
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                name = entry.name
+                if name.startswith(".") or not name.endswith(".yaml"):
+                    continue
+                path = Path(entry.path)
+                task_id = name[:-5]
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # moved while we looked; it shows up where it went
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    result.problems.append(Problem(path, "not a regular file"))
+                    continue
+                key = f"{state}/{name}"
+                sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+                hit = cache.get(key)
+                try:
+                    if hit is not None and hit[:4] == sig:
+                        task = tasks.task_from_dict(hit[4], expected_id=task_id)
+                    else:
+                        changed = True
+                        task = tasks.parse_task_text(_read_regular(path), expected_id=task_id)
+                except FileNotFoundError:
+                    continue
+                except (OSError, InvalidInput) as exc:
+                    result.problems.append(Problem(path, _why(exc)))
+                    continue
+                if task_id in seen:
+                    result.problems.append(
+                        Problem(path, f"task {task_id!r} is also in {seen[task_id]}/")
+                    )
+                    continue
+                seen[task_id] = state
+                if st.st_ctime_ns < racy_after_ns:
+                    fresh[key] = [*sig, hit[4] if hit is not None and hit[:4] == sig else task.to_dict()]
+                result.records.append(TaskRecord(task, state, path))
+        if changed or len(fresh) != len(cache):
+            self._write_cache(fresh)
+        return result
+
+    def _read_cache(self) -> dict[str, list[Any]]:
+        try:
+            doc = json.loads(self.layout.task_cache.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict) or doc.get("version") != _CACHE_VERSION:
+            return {}
+        entries = doc.get("entries")
+        return entries if isinstance(entries, dict) else {}
+
+    def _write_cache(self, entries: dict[str, list[Any]]) -> None:
+        # Best effort: a listing must work on a read-only checkout, and the cache is derived.
+        with contextlib.suppress(OSError):
+            self.layout.cache.mkdir(exist_ok=True)
+            data = json.dumps(
+                {"version": _CACHE_VERSION, "entries": entries}, separators=(",", ":"), default=str
+            )
+            atomic.write_bytes(self.layout.task_cache, data.encode(), durable=False)
+
+    # -- creating --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _publishing(self) -> Iterator[None]:
+        with FileLock(self.layout.publish_lock):
+            self._finish_staged_imports()
+            yield
+
+    def add(self, task: Task, now: float, *, id_generated: bool = False) -> TaskRecord:
+        """Create a pending task; refuse a taken id, unknown dependencies or a cycle."""
+        with self._publishing():
+            while id_generated and self.locate(task.id) is not None:
+                task = task.evolve(id=tasks.generate_id(task.title))
+            self._check_new([task])
+            path = self.layout.task_file("pending", task.id)
+            if not atomic.create_bytes(path, task.to_yaml().encode()):
+                raise Conflict(f"task id {task.id!r} already exists")
+        self._log_added(task, now)
+        return TaskRecord(task, "pending", path)
+
+    def import_tasks(self, batch: Sequence[Task], now: float) -> list[TaskRecord]:
+        """Create many pending tasks, all or none, even across a crash (see `_publish`)."""
+        if not batch:
+            return []
+        with self._publishing():
+            ordered = self._check_new(batch)
+            self._publish(ordered)
+        for task in ordered:
+            self._log_added(task, now)
+        return [TaskRecord(t, "pending", self.layout.task_file("pending", t.id)) for t in ordered]
+
+    def _check_new(self, batch: Sequence[Task]) -> list[Task]:
+        """Validate new tasks against each other and the store; return them dependencies first."""
+        new: dict[str, Task] = {}
+        for task in batch:
+            if task.id in new:
+                raise Conflict(f"task id {task.id!r} appears twice")
+            found = self.locate(task.id)
+            if found is not None:
+                raise Conflict(f"task id {task.id!r} already exists ({found[0]})")
+            new[task.id] = task
+        for task in batch:
+            for dep in task.depends_on:
+                if dep not in new and self.locate(dep) is None:
+                    of = f" (needed by {task.id!r})" if len(batch) > 1 else ""
+                    raise Conflict(f"unknown dependency {dep!r}{of}")
+        check_acyclic(new, self._lookup)
+        ordered: list[Task] = []
+        placed: set[str] = set()
+
+        def place(task: Task) -> None:
+            if task.id in placed:
+                return
+            placed.add(task.id)
+            for dep in task.depends_on:
+                if dep in new:
+                    place(new[dep])
+            ordered.append(task)
+
+        for task in batch:
+            place(task)
+        return ordered
+
+    def _publish(self, ordered: Sequence[Task]) -> None:
+        """Write the batch to a staging directory, mark it complete, then link each file.
+
+        A crash before the manifest is written leaves nothing visible (the batch is dropped
+        later); a crash after it is rolled forward by the next add, import or sweep.
+        """
+        batch_dir = self.layout.staging / f"batch-{secrets.token_hex(6)}"
+        batch_dir.mkdir(parents=True)
+        try:
+            for task in ordered:
+                atomic.write_bytes(batch_dir / f"{task.id}.yaml", task.to_yaml().encode(), durable=False)
+            atomic.write_json(batch_dir / _MANIFEST, {"ids": [t.id for t in ordered]})
+        except BaseException:
+            shutil.rmtree(batch_dir, ignore_errors=True)
+            raise
+        self._link_batch(batch_dir)
+
+    def _link_batch(self, batch_dir: Path) -> None:
+        ids = json.loads((batch_dir / _MANIFEST).read_bytes())["ids"]
+        pending = self.layout.state_dir("pending")
+        for task_id in ids:
+            if self.locate(task_id) is not None:  # published before a crash, maybe moved since
+                continue
+            os.link(batch_dir / f"{task_id}.yaml", pending / f"{task_id}.yaml")
+        atomic.fsync_dir(pending)
+        shutil.rmtree(batch_dir, ignore_errors=True)
+
+    def _finish_staged_imports(self) -> None:
+        """Roll forward imports that crashed after their manifest; drop those that crashed before."""
+        try:
+            batches = sorted(self.layout.staging.iterdir())
+        except FileNotFoundError:
+            return
+        for batch_dir in batches:
+            try:
+                self._link_batch(batch_dir)
+            except (OSError, ValueError, KeyError, TypeError):
+                shutil.rmtree(batch_dir, ignore_errors=True)
+
+    def _log_added(self, task: Task, now: float) -> None:
+        events.append(
+            self.layout.events,
+            events.TASK_ADDED,
+            now,
+            task=task.id,
+            title=task.title,
+            priority=task.priority,
+            by=task.created_by,
+        )
+
+    # -- changing --------------------------------------------------------------------------
+
+    def transition(
+        self,
+        task_id: str,
+        *,
+        allowed: Sequence[str],
+        to_state: str,
+        change: Callable[[Task], Task],
+        who: str,
+        now: float,
+        verb: str,
+    ) -> TaskRecord:
+        """Under the task's lock: check its state is in `allowed`, apply `change`, move it."""
+        tasks.validate_id(task_id)
+        if self.locate(task_id) is None:
+            raise TaskNotFound(f"no task with id {task_id!r}")
+        with locks.exclusive(self.layout, task_id, who=who, now=now, lease=defaults.LEASE):
+            record = self.get(task_id)
+            if record.state not in allowed:
+                raise Conflict(
+                    f"cannot {verb} task {task_id!r}: it is {record.state} "
+                    f"(only {' or '.join(allowed)} tasks can be)"
+                )
+            return self.write(record, change(record.task).evolve(updated_at=now), to_state)
+
+    def write(self, record: TaskRecord, task: Task, to_state: str | None = None) -> TaskRecord:
+        """Move `record` to `to_state` (one rename), then write `task` there. Hold its lock."""
+        path = record.path
+        if to_state is not None and to_state != record.state:
+            path = self.layout.task_file(to_state, task.id)
+            atomic.move(record.path, path)
+        atomic.write_bytes(path, task.to_yaml().encode())
+        return TaskRecord(task, to_state or record.state, path)
+
+
+def _read_regular(path: Path) -> bytes:
+    """Read a task file, refusing to follow a symlink planted in its place."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_TASK_FILE:
+            raise InvalidInput(f"file is {size} bytes, more than a task file may be ({MAX_TASK_FILE})")
+        return fh.read()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def _rel(layout: Layout, path: Path) -> str:
+    try:
+        return str(path.relative_to(layout.root))
+    except ValueError:
+        return str(path)

@@ -10,7 +10,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ def fsync_dir(path: Path) -> None:
 
 def _temp_name(path: Path) -> Path:
     # Dot-prefixed and suffixed so listings (which want *.yaml / *.json) never pick it up.
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
 
 
 def _write_temp(path: Path, data: bytes) -> Path:

@@ -6,7 +6,6 @@ test keeps the two in step.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -155,6 +154,8 @@ def _flatten(doc: Mapping[str, Any], prefix: str, out: dict[str, Any], where: st
         elif key in _BY_KEY:
             out[key] = value
         else:
+            import difflib  # only on this error path: it is slow to import
+
             close = difflib.get_close_matches(key, [*_BY_KEY, *_SECTIONS], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{where}: unknown key '{key}'{hint}")

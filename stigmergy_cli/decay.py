@@ -38,7 +38,9 @@ def decayed(amount: float, elapsed: float, cfg: PressureConfig, key: str = "") -
     return math.copysign(max(0.0, left), amount)
 
 
-def pressure_now(amount: float, deposited_at: float | None, now: float, cfg: PressureConfig, key: str = "") -> float:
+def pressure_now(
+    amount: float, deposited_at: float | None, now: float, cfg: PressureConfig, key: str = ""
+) -> float:
     """Current pressure of a deposit made at `deposited_at` (None: no decay has started)."""
     if deposited_at is None:
         return amount

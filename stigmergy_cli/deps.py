@@ -45,7 +45,9 @@ def check_acyclic(new: Mapping[str, Task], lookup: Callable[[str], Task | None])
             pending.append(list(_deps(nxt, new, lookup)))
 
 
-def _deps(task_id: str, new: Mapping[str, Task], lookup: Callable[[str], Task | None]) -> tuple[str, ...]:
+def _deps(
+    task_id: str, new: Mapping[str, Task], lookup: Callable[[str], Task | None]
+) -> tuple[str, ...]:
     task = new.get(task_id) or lookup(task_id)
     return task.depends_on if task is not None else ()
 

@@ -57,7 +57,9 @@ def open_environment(cwd: Path, override: str | None, environ: Mapping[str, str]
         raise NotInitialized(f"{layout.root} has no .stigmergy/ yet; run `stigmergy init` there")
     cfg = config.load(layout.config, environ)
     if cfg.backend != "local":
-        raise ConfigError(f"{layout.config}: backend {cfg.backend!r} is not supported by this version")
+        raise ConfigError(
+            f"{layout.config}: backend {cfg.backend!r} is not supported by this version"
+        )
     with contextlib.suppress(OSError):  # a read-only checkout can still be listed
         for directory in _runtime_dirs(layout):
             directory.mkdir(parents=True, exist_ok=True)

@@ -54,11 +54,9 @@ def append(path: Path, event: str, now: float, **fields: Any) -> None:
 
 def read(path: Path) -> Iterator[dict[str, Any]]:
     """Every well-formed event in order; torn or foreign lines are skipped."""
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
+    if not path.exists():
         return
-    with fh:
+    with path.open("rb") as fh:
         for raw in fh:
             try:
                 record = json.loads(raw)

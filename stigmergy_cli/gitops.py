@@ -38,7 +38,9 @@ DEFAULT_TIMEOUT = 120.0
 
 def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a git child: leaked repository variables removed, no prompts."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _LEAKY_GIT_VARS}
+    env = {
+        k: v for k, v in (os.environ if base is None else base).items() if k not in _LEAKY_GIT_VARS
+    }
     env["GIT_TERMINAL_PROMPT"] = "0"  # never hang waiting for credentials
     return env
 
@@ -68,7 +70,9 @@ def run(
     except subprocess.TimeoutExpired as exc:
         raise GitError(f"git {' '.join(args)} timed out after {timeout:g}s") from exc
     if check and proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed ({proc.returncode}): {_last_line(proc.stderr)}")
+        raise GitError(
+            f"git {' '.join(args)} failed ({proc.returncode}): {_last_line(proc.stderr)}"
+        )
     return proc
 
 
@@ -89,7 +93,7 @@ def find_repo_root(start: Path) -> Path:
     if proc.returncode != 0:
         raise NotARepository(f"{start} is not inside a git repository (run `git init` first)")
     lines = proc.stdout.splitlines()
-    if len(lines) < 2:  # noqa: PLR2004 - two lines asked for; fewer means a bare repository
+    if len(lines) < 2:  # two lines asked for; fewer means a bare repository
         raise NotARepository(f"{start} is in a bare git repository; stigmergy needs a working tree")
     common_dir = Path(lines[0])
     # The common dir of a normal repository is <root>/.git, whichever worktree we stand in.

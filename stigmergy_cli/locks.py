@@ -13,7 +13,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -67,14 +66,14 @@ class Owner:
             pid_start=me.start,
             claimed_at=now,
             lease=lease,
-            token=f"{attempt}.{secrets.token_hex(8)}",
+            token=f"{attempt}.{os.urandom(8).hex()}",
         )
 
     @classmethod
     def from_dict(cls, doc: Any) -> Owner:
         """Validate a parsed owner.json; ValueError on anything malformed."""
         if not isinstance(doc, dict):
-            raise ValueError("owner.json is not an object")
+            raise ValueError("owner.json is not an object")  # noqa: TRY004 - callers catch ValueError
         try:
             owner = cls(
                 agent=str(doc["agent"]),
@@ -119,13 +118,13 @@ class LockInfo:
 
 def acquire(layout: Layout, task_id: str, owner: Owner) -> Claim | None:
     """Publish a claim on `task_id`; None if someone else holds it."""
-    stage = layout.locks / f"{_STAGE_PREFIX}{task_id}-{secrets.token_hex(4)}"
+    stage = layout.locks / f"{_STAGE_PREFIX}{task_id}-{os.urandom(4).hex()}"
     stage.mkdir(parents=False)
     os_lock = FileLock(stage / OS_LOCK_FILE)
     try:
         atomic.write_json(stage / OWNER_FILE, asdict(owner), durable=False)
         if not os_lock.try_acquire():  # a fresh file: nobody else can hold it
-            raise RuntimeError(f"could not lock the new file {os_lock.path}")
+            raise RuntimeError(f"could not lock the new file {os_lock.path}")  # noqa: TRY301
         atomic.fsync_dir(stage)
         os.rename(stage, layout.lock_dir(task_id))
     except OSError as exc:
@@ -190,7 +189,7 @@ def integration_lock(layout: Layout) -> FileLock:
 
 
 def _entomb(layout: Layout, task_id: str, tag: str) -> Path | None:
-    tomb = layout.locks / f"{_TOMB_PREFIX}{task_id}-{tag}-{secrets.token_hex(4)}"
+    tomb = layout.locks / f"{_TOMB_PREFIX}{task_id}-{tag}-{os.urandom(4).hex()}"
     try:
         os.rename(layout.lock_dir(task_id), tomb)
     except FileNotFoundError:
@@ -210,7 +209,9 @@ def release(layout: Layout, claim: Claim) -> None:
         current = None
     if current is None or current.token != claim.owner.token:
         claim.close()
-        raise NotOwner(f"agent {claim.owner.agent!r} no longer holds the claim on {claim.task_id!r}")
+        raise NotOwner(
+            f"agent {claim.owner.agent!r} no longer holds the claim on {claim.task_id!r}"
+        )
     tomb = _entomb(layout, claim.task_id, "released")
     claim.close()
     if tomb is not None:

@@ -78,7 +78,7 @@ class FileLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def __enter__(self) -> FileLock:
+    def __enter__(self) -> FileLock:  # noqa: PYI034 - typing.Self needs Python 3.11
         self.acquire()
         return self
 

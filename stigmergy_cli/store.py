@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -21,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import atomic, defaults, events, locks, tasks
+from stigmergy_cli import __version__, atomic, defaults, events, locks, tasks
 from stigmergy_cli.deps import check_acyclic
 from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
 from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.paths import STATES, Layout
 from stigmergy_cli.tasks import Task
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = f"1/{__version__}"
 MAX_TASK_FILE = 1024 * 1024
 _MANIFEST = "manifest.json"
 
@@ -39,7 +38,11 @@ class TaskRecord:
 
     task: Task
     state: str
-    path: Path
+    layout: Layout
+
+    @property
+    def path(self) -> Path:
+        return self.layout.task_file(self.state, self.task.id)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class TaskStore:
             task = tasks.parse_task_text(_read_regular(path), expected_id=task_id)
         except (OSError, InvalidInput) as exc:
             raise StigmergyError(f"{_rel(self.layout, path)} is unreadable: {_why(exc)}") from None
-        return TaskRecord(task, state, path)
+        return TaskRecord(task, state, self.layout)
 
     def get_many(self, task_ids: Sequence[str]) -> list[TaskRecord]:
         """The tasks among `task_ids` that exist and can be read."""
@@ -122,38 +125,37 @@ class TaskStore:
                 name = entry.name
                 if name.startswith(".") or not name.endswith(".yaml"):
                     continue
-                path = Path(entry.path)
                 task_id = name[:-5]
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # moved while we looked; it shows up where it went
                     continue
                 if not stat.S_ISREG(st.st_mode):
-                    result.problems.append(Problem(path, "not a regular file"))
+                    result.problems.append(Problem(Path(entry.path), "not a regular file"))
                     continue
                 key = f"{state}/{name}"
                 sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-                hit = cache.get(key)
+                native = _cached(cache.get(key), sig)
+                task = _from_native(native) if native is not None else None
                 try:
-                    if hit is not None and hit[:4] == sig:
-                        task = tasks.task_from_dict(hit[4], expected_id=task_id)
-                    else:
+                    if task is None:
                         changed = True
-                        task = tasks.parse_task_text(_read_regular(path), expected_id=task_id)
+                        task = tasks.parse_task_text(_read_regular(entry.path), expected_id=task_id)
+                        native = task.to_native()
                 except FileNotFoundError:
                     continue
                 except (OSError, InvalidInput) as exc:
-                    result.problems.append(Problem(path, _why(exc)))
+                    result.problems.append(Problem(Path(entry.path), _why(exc)))
                     continue
                 if task_id in seen:
                     result.problems.append(
-                        Problem(path, f"task {task_id!r} is also in {seen[task_id]}/")
+                        Problem(Path(entry.path), f"task {task_id!r} is also in {seen[task_id]}/")
                     )
                     continue
                 seen[task_id] = state
                 if st.st_ctime_ns < racy_after_ns:
-                    fresh[key] = [*sig, hit[4] if hit is not None and hit[:4] == sig else task.to_dict()]
-                result.records.append(TaskRecord(task, state, path))
+                    fresh[key] = [*sig, native]
+                result.records.append(TaskRecord(task, state, self.layout))
         if changed or len(fresh) != len(cache):
             self._write_cache(fresh)
         return result
@@ -163,6 +165,7 @@ class TaskStore:
             doc = json.loads(self.layout.task_cache.read_bytes())
         except (OSError, ValueError):
             return {}
+        # Entries are trusted as validated, so a cache from another version is not used.
         if not isinstance(doc, dict) or doc.get("version") != _CACHE_VERSION:
             return {}
         entries = doc.get("entries")
@@ -195,7 +198,7 @@ class TaskStore:
             if not atomic.create_bytes(path, task.to_yaml().encode()):
                 raise Conflict(f"task id {task.id!r} already exists")
         self._log_added(task, now)
-        return TaskRecord(task, "pending", path)
+        return TaskRecord(task, "pending", self.layout)
 
     def import_tasks(self, batch: Sequence[Task], now: float) -> list[TaskRecord]:
         """Create many pending tasks, all or none, even across a crash (see `_publish`)."""
@@ -206,7 +209,7 @@ class TaskStore:
             self._publish(ordered)
         for task in ordered:
             self._log_added(task, now)
-        return [TaskRecord(t, "pending", self.layout.task_file("pending", t.id)) for t in ordered]
+        return [TaskRecord(t, "pending", self.layout) for t in ordered]
 
     def _check_new(self, batch: Sequence[Task]) -> list[Task]:
         """Validate new tasks against each other and the store; return them dependencies first."""
@@ -246,11 +249,13 @@ class TaskStore:
         A crash before the manifest is written leaves nothing visible (the batch is dropped
         later); a crash after it is rolled forward by the next add, import or sweep.
         """
-        batch_dir = self.layout.staging / f"batch-{secrets.token_hex(6)}"
+        batch_dir = self.layout.staging / f"batch-{os.urandom(6).hex()}"
         batch_dir.mkdir(parents=True)
         try:
             for task in ordered:
-                atomic.write_bytes(batch_dir / f"{task.id}.yaml", task.to_yaml().encode(), durable=False)
+                atomic.write_bytes(
+                    batch_dir / f"{task.id}.yaml", task.to_yaml().encode(), durable=False
+                )
             atomic.write_json(batch_dir / _MANIFEST, {"ids": [t.id for t in ordered]})
         except BaseException:
             shutil.rmtree(batch_dir, ignore_errors=True)
@@ -268,7 +273,7 @@ class TaskStore:
         shutil.rmtree(batch_dir, ignore_errors=True)
 
     def _finish_staged_imports(self) -> None:
-        """Roll forward imports that crashed after their manifest; drop those that crashed before."""
+        """Roll forward imports that crashed after their manifest; drop the ones before it."""
         try:
             batches = sorted(self.layout.staging.iterdir())
         except FileNotFoundError:
@@ -323,16 +328,32 @@ class TaskStore:
             path = self.layout.task_file(to_state, task.id)
             atomic.move(record.path, path)
         atomic.write_bytes(path, task.to_yaml().encode())
-        return TaskRecord(task, to_state or record.state, path)
+        return TaskRecord(task, to_state or record.state, self.layout)
 
 
-def _read_regular(path: Path) -> bytes:
+def _from_native(native: list[Any]) -> Task | None:
+    try:
+        return Task.from_native(native)
+    except (TypeError, ValueError):  # an entry this version did not write: read the file
+        return None
+
+
+def _cached(hit: Any, sig: list[int]) -> list[Any] | None:
+    """The cached fields of a file, if the cache entry matches its stat signature."""
+    if not isinstance(hit, list) or len(hit) != 5 or hit[:4] != sig or not isinstance(hit[4], list):
+        return None
+    return hit[4]
+
+
+def _read_regular(path: Path | str) -> bytes:
     """Read a task file, refusing to follow a symlink planted in its place."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > MAX_TASK_FILE:
-            raise InvalidInput(f"file is {size} bytes, more than a task file may be ({MAX_TASK_FILE})")
+            raise InvalidInput(
+                f"file is {size} bytes, more than a task file may be ({MAX_TASK_FILE})"
+            )
         return fh.read()
 
 

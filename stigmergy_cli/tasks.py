@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import re
-import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -76,13 +78,15 @@ def slugify(title: str, max_len: int = 40) -> str:
 
 def generate_id(title: str, salt: str | None = None) -> str:
     """Title slug plus a short hash, e.g. `implement-jwt-auth-3f2a1b`."""
-    digest = hashlib.sha256(f"{title}\0{salt or secrets.token_hex(8)}".encode()).hexdigest()[:6]
+    digest = hashlib.sha256(f"{title}\0{salt or os.urandom(8).hex()}".encode()).hexdigest()[:6]
     return f"{slugify(title) or 'task'}-{digest}"
 
 
 def format_time(ts: float) -> str:
     """Seconds since the epoch as ISO 8601 UTC with milliseconds."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    whole = math.floor(ts)
+    millis = min(999, round((ts - whole) * 1000))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
 def parse_time(value: Any, what: str) -> float | None:
@@ -207,26 +211,40 @@ class Task:
     def to_dict(self) -> dict[str, Any]:
         """The on-disk document: schema first, known keys in a fixed order, then unknown keys."""
         doc: dict[str, Any] = {"schema": defaults.TASK_SCHEMA}
-        for f in fields(self):
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = list(value)
-            elif f.name in _TIME_FIELDS and value is not None:
-                value = format_time(value)
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            doc[f.name] = value
+        for name in _FIELD_NAMES:
+            doc[name] = getattr(self, name)
+        for name in _TUPLE_FIELDS:
+            doc[name] = list(doc[name])
+        for name in _TIME_FIELDS:
+            if doc[name] is not None:
+                doc[name] = format_time(doc[name])
+        if self.result is not None:
+            doc["result"] = dict(self.result)
         doc.update(self.extra)
         return doc
+
+    def to_native(self) -> list[Any]:
+        """Field values in declaration order as plain JSON types, for the list cache."""
+        values: list[Any] = [getattr(self, name) for name in _FIELD_NAMES]
+        values.append(dict(self.extra))
+        return values
+
+    @classmethod
+    def from_native(cls, values: list[Any]) -> Task:
+        """Rebuild a task from `to_native` output (validated when the file was first read)."""
+        task = cls(*values)  # TypeError on a foreign entry; the store then re-reads the file
+        for name in _TUPLE_FIELDS:
+            object.__setattr__(task, name, tuple(getattr(task, name)))
+        return task
 
     def to_yaml(self) -> str:
         """The task file's text."""
         return yamlio.dump(self.to_dict())
 
 
-_TIME_FIELDS = frozenset({"pressure_at", "created_at", "updated_at"})
+_TIME_FIELDS = ("pressure_at", "created_at", "updated_at")
+_TUPLE_FIELDS = ("labels", "depends_on", "inputs", "outputs")
+_FIELD_NAMES = tuple(f.name for f in fields(Task) if f.name != "extra")
 _KNOWN = frozenset(f.name for f in fields(Task)) - {"extra"} | {"schema"}
 
 
@@ -264,12 +282,16 @@ def task_from_dict(doc: Any, expected_id: str | None = None) -> Task:
         max_attempts=_number(
             doc.get("max_attempts"), "max_attempts", integer=True, minimum=1, nullable=True
         ),
-        attempts=_number(doc.get("attempts", 0), "attempts", integer=True, minimum=0, nullable=False),
+        attempts=_number(
+            doc.get("attempts", 0), "attempts", integer=True, minimum=0, nullable=False
+        ),
         skip_count=_number(
             doc.get("skip_count", 0), "skip_count", integer=True, minimum=0, nullable=False
         ),
         pressure=float(
-            _number(doc.get("pressure", 0.0), "pressure", integer=False, minimum=-1e9, nullable=False)
+            _number(
+                doc.get("pressure", 0.0), "pressure", integer=False, minimum=-1e9, nullable=False
+            )
         ),
         pressure_at=parse_time(doc.get("pressure_at"), "pressure_at"),
         created_by=_text(doc.get("created_by"), "created_by", limit=200, multiline=False),

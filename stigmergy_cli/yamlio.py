@@ -24,5 +24,10 @@ def load(text: str | bytes) -> Any:
 def dump(obj: Any) -> str:
     """Serialize to block-style YAML, keys in the given order, unicode kept readable."""
     return yaml.dump(
-        obj, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+        obj,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
     )

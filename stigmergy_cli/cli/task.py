@@ -42,9 +42,7 @@ def add(
     role: Annotated[str | None, typer.Option("--role", help="Only agents with this role.")] = None,
     labels: Annotated[list[str] | None, typer.Option("--label", help="A label.")] = None,
     inputs: Annotated[list[str] | None, typer.Option("--input", help="A path it reads.")] = None,
-    outputs: Annotated[
-        list[str] | None, typer.Option("--output", help="A path it writes.")
-    ] = None,
+    outputs: Annotated[list[str] | None, typer.Option("--output", help="A path it writes.")] = None,
     command: Annotated[
         str | None, typer.Option("--command", help="Executor for this task only.")
     ] = None,
@@ -92,7 +90,9 @@ def add(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="A YAML file with a list of tasks, or - for stdin.")],
+    source: Annotated[
+        str, typer.Argument(help="A YAML file with a list of tasks, or - for stdin.")
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Add many tasks from one YAML list: all of them, or none if any is invalid."""
@@ -100,23 +100,24 @@ def import_(
     at = now()
     docs = _read_import(source)
     who = whoami()
-    batch: list[Task] = []
-    for index, doc in enumerate(docs, start=1):
-        try:
-            if not isinstance(doc, dict):
-                raise InvalidInput(f"expected a mapping of task fields, found {type(doc).__name__}")
-            fields = dict(doc)
-            if "id" not in fields or fields["id"] is None:
-                fields["id"] = None
-            batch.append(tasks.new_task(fields, now=at, created_by=who))
-        except InvalidInput as exc:
-            raise InvalidInput(f"{source}: task {index}: {exc}") from None
+    batch = [_import_one(doc, f"{source}: task {i}", at, who) for i, doc in enumerate(docs, 1)]
     records = env.store.import_tasks(batch, at)
     if as_json:
         entries = pool.build(records, at, env.config.pressure)
         console.emit_json([pool.entry_json(e) for e in entries])
     else:
         console.say(f"Imported {len(records)} task{'s' if len(records) != 1 else ''}.")
+
+
+def _import_one(doc: Any, where: str, at: float, who: str) -> Task:
+    if not isinstance(doc, dict):
+        raise InvalidInput(
+            f"{where}: expected a mapping of task fields, found {type(doc).__name__}"
+        )
+    try:
+        return tasks.new_task(doc, now=at, created_by=who)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
 
 
 def _read_import(source: str) -> list[Any]:
@@ -154,12 +155,16 @@ def list_(
         list[str] | None,
         typer.Option("--status", "-s", help=f"Only these states: {', '.join(STATES)}."),
     ] = None,
-    ready: Annotated[bool, typer.Option("--ready", help="Only tasks an agent could start now.")] = False,
+    ready: Annotated[
+        bool, typer.Option("--ready", help="Only tasks an agent could start now.")
+    ] = False,
     blocked: Annotated[
         bool, typer.Option("--blocked", help="Only pending tasks that wait, and why.")
     ] = False,
     role: Annotated[str | None, typer.Option("--role", help="Only tasks for this role.")] = None,
-    label: Annotated[str | None, typer.Option("--label", help="Only tasks with this label.")] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Only tasks with this label.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List tasks, best score first."""
@@ -259,7 +264,9 @@ def boost(ctx: typer.Context, task_id: TaskId) -> None:
     """Deposit boost pressure on a pending task so agents take it sooner."""
 
     def deposit(env: Any, task: Task, at: float) -> Task:
-        current = decay.pressure_now(task.pressure, task.pressure_at, at, env.config.pressure, task.id)
+        current = decay.pressure_now(
+            task.pressure, task.pressure_at, at, env.config.pressure, task.id
+        )
         return task.evolve(pressure=current + env.config.pressure.signal_boost, pressure_at=at)
 
     _simple_transition(

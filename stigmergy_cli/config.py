@@ -248,7 +248,5 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     try:
         doc = yamlio.load(text)
     except yamlio.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"{path}: {yamlio.describe(exc)}") from None
     return parse(doc, str(path), environ)

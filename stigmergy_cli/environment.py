@@ -61,9 +61,22 @@ def open_environment(cwd: Path, override: str | None, environ: Mapping[str, str]
             f"{layout.config}: backend {cfg.backend!r} is not supported by this version"
         )
     with contextlib.suppress(OSError):  # a read-only checkout can still be listed
-        for directory in _runtime_dirs(layout):
-            directory.mkdir(parents=True, exist_ok=True)
+        _ensure_runtime(layout)
     return Environment(layout, cfg)
+
+
+def _ensure_runtime(layout: Layout) -> list[Path]:
+    """Create missing runtime directories and lock files; return what was created."""
+    created = []
+    for directory in _runtime_dirs(layout):
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            created.append(directory)
+    # Lock files are made once, up front, and never deleted (see oslock).
+    for lock_file in (layout.integration_lock, layout.publish_lock):
+        if not lock_file.exists():
+            lock_file.touch()
+    return created
 
 
 @dataclass
@@ -93,10 +106,11 @@ def initialize(cwd: Path, target: str | None, environ: Mapping[str, str]) -> Ini
         chosen = target or gitops.current_branch(root) or "main"
         _check_target(root, chosen)
     report = InitReport(root, chosen)
-    for directory in [layout.env, layout.tasks, *_runtime_dirs(layout), layout.corrupt]:
+    for directory in (layout.env, layout.tasks, layout.corrupt):
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
             report.created.append(f"{directory.relative_to(root)}/")
+    report.created += [f"{d.relative_to(root)}/" for d in _ensure_runtime(layout)]
     rendered = _render(
         (template_dir() / "config.yaml").read_text(),
         {"target": chosen, "backend": "local", "remote": "null"},

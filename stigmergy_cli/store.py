@@ -137,6 +137,8 @@ class TaskStore:
                 sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
                 native = _cached(cache.get(key), sig)
                 task = _from_native(native) if native is not None else None
+                if task is not None and task.id != task_id:
+                    task = None
                 try:
                     if task is None:
                         changed = True

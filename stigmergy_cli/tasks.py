@@ -232,7 +232,9 @@ class Task:
     @classmethod
     def from_native(cls, values: list[Any]) -> Task:
         """Rebuild a task from `to_native` output (validated when the file was first read)."""
-        task = cls(*values)  # TypeError on a foreign entry; the store then re-reads the file
+        if len(values) != len(_FIELD_NAMES) + 1:
+            raise TypeError("not a cached task")  # the store then re-reads the file
+        task = cls(*values)
         for name in _TUPLE_FIELDS:
             object.__setattr__(task, name, tuple(getattr(task, name)))
         return task
@@ -318,9 +320,7 @@ def parse_task_text(text: bytes | str, expected_id: str | None = None) -> Task:
     try:
         doc = yamlio.load(text)
     except yamlio.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InvalidInput(f"invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        raise InvalidInput(yamlio.describe(exc)) from None
     except UnicodeDecodeError:
         raise InvalidInput("not valid UTF-8") from None
     return task_from_dict(doc, expected_id)

@@ -21,6 +21,14 @@ def load(text: str | bytes) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 
+def describe(exc: yaml.YAMLError) -> str:
+    """One line saying what is wrong and where, for any YAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}" if mark is not None else ""
+    reason = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
+    return " ".join(f"invalid YAML{at}: {reason}".split())
+
+
 def dump(obj: Any) -> str:
     """Serialize to block-style YAML, keys in the given order, unicode kept readable."""
     return yaml.dump(

@@ -34,9 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.error("aborted")
         return EXIT_REFUSED
     except typer.TyperException as exc:  # typer's usage errors: unknown option, bad value
-        ctx = getattr(exc, "ctx", None)
-        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        console.error(exc.format_message() + hint)
+        message = exc.format_message()
+        if message:  # empty when the help was shown for a bare group like `stigmergy task`
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            console.error(message + hint)
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

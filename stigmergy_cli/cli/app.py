@@ -34,6 +34,7 @@ def _root(
         str | None,
         typer.Option(
             "--root",
+            metavar="PATH",
             help="Repository root to use instead of discovering it (also STIGMERGY_ROOT).",
             show_default=False,
         ),

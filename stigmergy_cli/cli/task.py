@@ -11,8 +11,10 @@ import typer
 from stigmergy_cli import console, decay, events, pool, tasks, yamlio
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, report_problems, whoami
+from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import InvalidInput
 from stigmergy_cli.paths import STATES
+from stigmergy_cli.store import TaskRecord
 from stigmergy_cli.tasks import Task
 
 app = typer.Typer(help="Add, import, list and manage tasks.", no_args_is_help=True)
@@ -80,7 +82,7 @@ def add(
         doc["pressure_at"] = at
     task = tasks.new_task(doc, now=at, created_by=whoami())
     record = env.store.add(task, at, id_generated=task_id is None)
-    entry = pool.build([record], at, env.config.pressure)[0]
+    (entry,) = _entries(env, [record], at)
     if as_json:
         console.emit_json(pool.entry_json(entry))
     else:
@@ -103,10 +105,17 @@ def import_(
     batch = [_import_one(doc, f"{source}: task {i}", at, who) for i, doc in enumerate(docs, 1)]
     records = env.store.import_tasks(batch, at)
     if as_json:
-        entries = pool.build(records, at, env.config.pressure)
-        console.emit_json([pool.entry_json(e) for e in entries])
+        console.emit_json([pool.entry_json(e) for e in _entries(env, records, at)])
     else:
         console.say(f"Imported {len(records)} task{'s' if len(records) != 1 else ''}.")
+
+
+def _entries(env: Environment, records: list[TaskRecord], at: float) -> list[pool.Entry]:
+    """Pool entries for `records`, their readiness judged against their dependencies on disk."""
+    ids = {r.task.id for r in records}
+    outside = sorted({dep for r in records for dep in r.task.depends_on} - ids)
+    related = [*records, *env.store.get_many(outside)]
+    return [e for e in pool.build(related, at, env.config.pressure) if e.record.task.id in ids]
 
 
 def _import_one(doc: Any, where: str, at: float, who: str) -> Task:
@@ -134,9 +143,7 @@ def _read_import(source: str) -> list[Any]:
     try:
         docs = yamlio.load(data)
     except yamlio.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InvalidInput(f"{source}: invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        raise InvalidInput(f"{source}: {yamlio.describe(exc)}") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{source}: not valid UTF-8") from None
     if isinstance(docs, dict) and isinstance(docs.get("tasks"), list):
@@ -197,9 +204,7 @@ def show(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None
     """Show one task in full."""
     env = open_env(ctx)
     at = now()
-    record = env.store.get(task_id)
-    related = [record, *env.store.get_many(record.task.depends_on)]
-    entry = next(e for e in pool.build(related, at, env.config.pressure) if e.record is record)
+    (entry,) = _entries(env, [env.store.get(task_id)], at)
     if as_json:
         console.emit_json(pool.entry_json(entry))
     else:

@@ -1,0 +1,249 @@
+"""The CLI end to end, in-process: what a user types, what they see, what lands on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .conftest import Cli, snapshot
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_version(cli: Cli) -> None:
+    result = cli("--version")
+    assert result.code == 0
+    assert result.out.startswith("stigmergy ")
+
+
+def test_a_first_session(cli: Cli, in_repo: Path) -> None:
+    assert cli("task", "add", "Set up the schema", "--id", "schema", "--priority", "high").code == 0
+    added = cli(
+        "task",
+        "add",
+        "Implement JWT auth",
+        "--dep",
+        "schema",
+        "--verify",
+        "pytest -q",
+        "--label",
+        "backend",
+        "--role",
+        "dev",
+        "--input",
+        "src/",
+        "--output",
+        "src/jwt.py",
+        "--timeout",
+        "600",
+        "--max-attempts",
+        "5",
+        "--description",
+        "Two\nlines",
+        "--json",
+    )
+    assert added.code == 0, added.err
+    task = json.loads(added.out)
+    assert task["id"].startswith("implement-jwt-auth-")
+    assert task["status"] == "pending"
+    assert task["depends_on"] == ["schema"]
+    assert task["blocked"] == "waits for schema (pending)"
+    for key in ("id", "title", "status", "priority", "score", "depends_on", "attempts", "role"):
+        assert key in task
+    assert (task["verify"], task["timeout"], task["max_attempts"]) == ("pytest -q", 600.0, 5)
+
+    listed = json.loads(cli("task", "list", "--json").out)
+    assert [t["id"] for t in listed] == ["schema", task["id"]]
+    assert [t["id"] for t in json.loads(cli("task", "list", "--ready", "--json").out)] == ["schema"]
+    blocked = cli("task", "list", "--blocked")
+    assert "schema (pending)" in blocked.out
+    assert json.loads(cli("task", "list", "--role", "dev", "--json").out)[0]["id"] == task["id"]
+    assert json.loads(cli("task", "list", "--label", "nope", "--json").out) == []
+
+    table = cli("task", "list")
+    assert table.code == 0
+    assert "Set up the schema" in table.out
+    assert "ready" in table.out
+    assert "blocked" in table.out
+
+    shown = cli("task", "show", task["id"])
+    assert "Implement JWT auth" in shown.out
+    assert "waits for schema (pending)" in shown.out
+    assert json.loads(cli("task", "show", "schema", "--json").out)["ready"] is True
+
+    log = (in_repo / ".stigmergy" / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in log] == ["task_added", "task_added"]
+
+
+def test_cancel_retry_and_boost(cli: Cli, in_repo: Path) -> None:
+    cli("task", "add", "A", "--id", "a", "--priority", "10")
+    cli("task", "add", "B", "--id", "b", "--priority", "20")
+    assert cli("task", "boost", "a").code == 0
+    assert [t["id"] for t in json.loads(cli("task", "list", "--json").out)] == ["a", "b"]
+    assert cli("task", "cancel", "a").out == "a is now cancelled.\n"
+    refused = cli("task", "boost", "a")
+    assert refused.code == 1
+    assert "cannot boost task 'a': it is cancelled" in _one_error_line(refused.err)
+    assert cli("task", "retry", "a").code == 0
+    assert json.loads(cli("task", "show", "a", "--json").out)["status"] == "pending"
+    events = [
+        json.loads(x)["event"]
+        for x in (in_repo / ".stigmergy" / "events.jsonl").read_text().splitlines()
+    ]
+    assert events[-3:] == ["boosted", "cancelled", "retried"]
+
+
+def test_urgent_jumps_the_queue(cli: Cli, in_repo: Path) -> None:
+    cli("task", "add", "Important", "--id", "important", "--priority", "urgent")
+    cli("task", "add", "Fire", "--id", "fire", "--priority", "low", "--urgent")
+    assert [t["id"] for t in json.loads(cli("task", "list", "--json").out)] == ["fire", "important"]
+
+
+def test_import_from_a_file_and_from_stdin(cli: Cli, in_repo: Path) -> None:
+    (in_repo / "batch.yaml").write_text(
+        "- {id: one, title: One}\n- {id: two, title: Two, depends_on: [one], priority: high}\n"
+    )
+    result = cli("task", "import", "batch.yaml")
+    assert (result.code, result.out) == (0, "Imported 2 tasks.\n")
+    piped = cli(
+        "task",
+        "import",
+        "-",
+        "--json",
+        stdin="tasks:\n  - title: From stdin\n    depends_on: [two]\n",
+    )
+    assert piped.code == 0, piped.err
+    assert json.loads(piped.out)[0]["depends_on"] == ["two"]
+
+
+def test_a_corrupt_task_file_is_reported_and_the_rest_listed(cli: Cli, in_repo: Path) -> None:
+    cli("task", "add", "Fine", "--id", "fine")
+    (in_repo / ".stigmergy" / "tasks" / "pending" / "broken.yaml").write_text("title: [")
+    result = cli("task", "list", "--json")
+    assert result.code == 0
+    assert [t["id"] for t in json.loads(result.out)] == ["fine"]
+    assert "skipped .stigmergy/tasks/pending/broken.yaml: invalid YAML" in result.err
+    assert len(result.err.splitlines()) == 1
+
+
+def test_works_from_a_subdirectory_and_with_root(cli: Cli, in_repo: Path, tmp_path: Path) -> None:
+    sub = in_repo / "deep" / "er"
+    sub.mkdir(parents=True)
+    assert cli("task", "add", "From below", "--id", "below", cwd=sub).code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert "below" in cli("--root", str(in_repo), "task", "list", cwd=elsewhere).out
+
+
+BAD_INPUTS: list[tuple[list[str], int, str]] = [
+    (["task", "add", "x", "--id", "../x"], 2, "invalid task id '../x'"),
+    (["task", "add", "x", "--id", "-rf"], 2, "invalid task id '-rf'"),
+    (["task", "add", "x", "--id", "--upload-pack=evil"], 2, "invalid task id '--upload-pack=evil'"),
+    (["task", "add", "x", "--id", "a\nb"], 2, "whitespace"),
+    (["task", "add", "x", "--id", "a" * 300], 2, "300 characters"),
+    (["task", "add", "x", "--id", "existing"], 1, "already exists"),
+    (["task", "add", "x", "--dep", "ghost"], 1, "unknown dependency 'ghost'"),
+    (["task", "add", "x", "--id", "loop", "--dep", "loop"], 2, "cannot depend on itself"),
+    (["task", "add", "x", "--dep", "../up"], 2, "invalid dependency id"),
+    (["task", "add", "x", "--priority", "101"], 2, "must be from 0 to 100"),
+    (["task", "add", "x", "--priority", "-1"], 2, "must be from 0 to 100"),
+    (["task", "add", "x", "--priority", "hihg"], 2, "invalid priority 'hihg'"),
+    (["task", "add", "x", "--timeout", "-5"], 2, "timeout"),
+    (["task", "add", "x", "--max-attempts", "0"], 2, "max_attempts"),
+    (["task", "add", ""], 2, "title must not be empty"),
+    (["task", "add", "two\nlines"], 2, "newlines"),
+    (["task", "add", "x", "--role", "a b"], 2, "invalid role"),
+    (["task", "add", "x", "--label", ""], 2, "invalid label"),
+    (["task", "add", "x", "--input", "/etc/passwd"], 2, "relative path"),
+    (["task", "add", "x", "--bogus"], 2, "No such option: --bogus"),
+    (["task", "add", "x", "--timeout", "soon"], 2, "soon"),
+    (["task", "show", "../x"], 2, "invalid task id"),
+    (["task", "show", "ghost"], 1, "no task with id 'ghost'"),
+    (["task", "cancel", "ghost"], 1, "no task with id 'ghost'"),
+    (["task", "retry", "existing"], 1, "cannot retry task 'existing': it is pending"),
+    (["task", "list", "--status", "bogus"], 2, "unknown status 'bogus'"),
+    (["task", "import", "absent.yaml"], 2, "cannot read absent.yaml"),
+    (["task", "import", "bad.yaml"], 2, "invalid YAML at line"),
+    (["task", "import", "map.yaml"], 2, "expected a YAML list of tasks"),
+    (["task", "import", "empty.yaml"], 2, "the list of tasks is empty"),
+    (["task", "import", "one-bad.yaml"], 2, "one-bad.yaml: task 2: invalid task id"),
+    (["task", "import", "cycle.yaml"], 1, "dependency cycle"),
+    (["task", "import", "dupe.yaml"], 1, "task id 'existing' already exists"),
+    (["task", "import", "scalar.yaml"], 2, "task 1: expected a mapping"),
+    (["init", "--target", "nope"], 1, "already initialized with target 'main'"),
+    (["bogus"], 2, "No such command 'bogus'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"), BAD_INPUTS, ids=[" ".join(a)[:40] for a, _, _ in BAD_INPUTS]
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    cli: Cli, in_repo: Path, args: list[str], code: int, message: str
+) -> None:
+    cli("task", "add", "Existing", "--id", "existing")
+    files = {
+        "bad.yaml": "- {id: a, title: [\n",
+        "map.yaml": "title: not a list\n",
+        "empty.yaml": "[]\n",
+        "one-bad.yaml": "- {id: fine, title: Fine}\n- {id: ../bad, title: Bad}\n",
+        "cycle.yaml": (
+            "- {id: c1, title: C1, depends_on: [c2]}\n- {id: c2, title: C2, depends_on: [c1]}\n"
+        ),
+        "dupe.yaml": "- {id: fresh, title: Fresh}\n- {id: existing, title: Again}\n",
+        "scalar.yaml": "- just a string\n",
+    }
+    for name, text in files.items():
+        (in_repo / name).write_text(text)
+    before = snapshot(in_repo)
+    result = cli(*args)
+    assert result.code == code, result.err
+    assert message in _one_error_line(result.err)
+    assert result.out == ""
+    assert snapshot(in_repo) == before
+
+
+def test_commands_outside_an_environment(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    result = cli("task", "list", cwd=repo)
+    assert result.code == 1
+    assert "has no .stigmergy/ yet; run `stigmergy init`" in _one_error_line(result.err)
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    result = cli("init", cwd=outside)
+    assert result.code == 1
+    assert "not inside a git repository" in _one_error_line(result.err)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_broken_config_is_named(cli: Cli, in_repo: Path) -> None:
+    config = in_repo / ".stigmergy" / "config.yaml"
+    config.write_text(config.read_text().replace("lease: 60", "lease: sixty"))
+    result = cli("task", "list")
+    assert result.code == 1
+    assert "'agent.lease' must be a number" in _one_error_line(result.err)
+
+
+@settings(
+    max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
+@given(task_id=st.text(max_size=80), title=st.text(max_size=120))
+def test_random_ids_and_titles_never_crash(
+    cli: Cli, in_repo: Path, task_id: str, title: str
+) -> None:
+    if "\x00" in task_id + title:  # argv cannot carry NUL bytes at all
+        return
+    before = snapshot(in_repo)
+    result = cli("task", "add", title, "--id", task_id)
+    assert result.code in (0, 1, 2), result.err
+    if result.code:
+        _one_error_line(result.err)
+        assert snapshot(in_repo) == before

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stigmergy_cli import gitops
+from stigmergy_cli.environment import find_root, initialize, open_environment
+from stigmergy_cli.errors import Conflict, InvalidInput, NotARepository, NotInitialized
+
+from .conftest import git
+
+
+def test_root_is_found_from_a_subdirectory_and_from_a_linked_worktree(env_root: Path) -> None:
+    sub = env_root / "src" / "pkg"
+    sub.mkdir(parents=True)
+    assert find_root(sub, None) == env_root
+    worktree = env_root / ".stigmergy" / "workspaces" / "alpha"
+    git(env_root, "worktree", "add", "-q", "--detach", str(worktree))
+    assert find_root(worktree, None) == env_root
+    assert open_environment(worktree, None, {}).layout.root == env_root
+
+
+def test_root_override_and_its_errors(env_root: Path, tmp_path: Path) -> None:
+    assert find_root(tmp_path, str(env_root)) == env_root
+    with pytest.raises(NotInitialized, match="not a directory"):
+        find_root(tmp_path, str(tmp_path / "nowhere"))
+    with pytest.raises(NotInitialized, match="run `stigmergy init`"):
+        open_environment(tmp_path, str(tmp_path), {})
+
+
+def test_outside_a_repository(tmp_path: Path) -> None:
+    with pytest.raises(NotARepository, match="not inside a git repository"):
+        gitops.find_repo_root(tmp_path)
+    with pytest.raises(NotARepository):
+        initialize(tmp_path, None, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_is_idempotent_and_keeps_an_edited_config(repo: Path) -> None:
+    report = initialize(repo, None, {})
+    assert report.target == "main"
+    assert ".stigmergy/config.yaml" in report.created
+    config = repo / ".stigmergy" / "config.yaml"
+    edited = config.read_text().replace("lease: 60", "lease: 90")
+    config.write_text(edited)
+    again = initialize(repo, None, {})
+    assert not again.changed
+    assert config.read_text() == edited
+    assert open_environment(repo, None, {}).config.lease == 90
+
+
+def test_init_restores_what_was_lost(env_root: Path) -> None:
+    (env_root / ".stigmergy" / ".gitignore").unlink()
+    (env_root / ".stigmergy" / "tasks" / "failed").rmdir()
+    report = initialize(env_root, None, {})
+    assert sorted(report.created) == [".stigmergy/.gitignore", ".stigmergy/tasks/failed/"]
+
+
+def test_init_refuses_a_missing_or_invalid_target(repo: Path) -> None:
+    with pytest.raises(InvalidInput, match="target branch 'nope' does not exist"):
+        initialize(repo, "nope", {})
+    with pytest.raises(InvalidInput, match="invalid target branch name"):
+        initialize(repo, "bad..name", {})
+    with pytest.raises(InvalidInput, match="invalid target branch name"):
+        initialize(repo, "--upload-pack=x", {})
+    assert not (repo / ".stigmergy").exists()
+
+
+def test_init_refuses_to_change_the_target_of_an_existing_environment(repo: Path) -> None:
+    git(repo, "branch", "develop")
+    initialize(repo, "develop", {})
+    with pytest.raises(Conflict, match="already initialized with target 'develop'"):
+        initialize(repo, "main", {})
+
+
+def test_init_in_a_repository_without_commits_targets_the_unborn_branch(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "trunk")
+    assert initialize(tmp_path, None, {}).target == "trunk"
+
+
+def test_the_gitignore_keeps_runtime_state_out_of_commits(env_root: Path) -> None:
+    for name in ("locks/x.lock/owner.json", "agents/a.json", "events.jsonl", "cache/tasks.json"):
+        path = env_root / ".stigmergy" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    (env_root / ".stigmergy" / "tasks" / "pending" / "t.yaml").write_text("id: t\ntitle: T\n")
+    status = git(env_root, "status", "--porcelain", "--untracked-files=all")
+    assert ".stigmergy/tasks/pending/t.yaml" in status
+    assert ".stigmergy/config.yaml" in status
+    for runtime in ("locks/", "agents/", "events.jsonl", "cache/"):
+        assert runtime not in status
+
+
+def test_open_refuses_a_backend_it_does_not_support(env_root: Path) -> None:
+    config = env_root / ".stigmergy" / "config.yaml"
+    config.write_text(
+        config.read_text()
+        .replace("backend: local", "backend: git")
+        .replace("remote: null", "remote: origin")
+    )
+    with pytest.raises(Exception, match="backend 'git' is not supported"):
+        open_environment(env_root, None, {})

@@ -28,14 +28,15 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
 
 
-def _write_temp(path: Path, data: bytes) -> Path:
+def _write_temp(path: Path, data: bytes, *, fsync: bool = True) -> Path:
     tmp = _temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -44,8 +45,12 @@ def _write_temp(path: Path, data: bytes) -> Path:
 
 
 def write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace `path` with `data` atomically."""
-    tmp = _write_temp(path, data)
+    """Replace `path` with `data` atomically; `durable` also survives a power cut.
+
+    Without `durable` (caches, heartbeats: data that is stale after a crash anyway) readers
+    still never see a torn file, but nothing is fsynced.
+    """
+    tmp = _write_temp(path, data, fsync=durable)
     try:
         os.replace(tmp, path)
     except BaseException:

@@ -49,6 +49,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("agent.lease", float, defaults.LEASE, minimum=0, maximum=86400, exclusive_minimum=True),
     Setting(
+        "agent.session_lease",
+        float,
+        defaults.SESSION_LEASE,
+        minimum=0,
+        maximum=7 * 86400,
+        exclusive_minimum=True,
+    ),
+    Setting(
         "agent.poll_interval",
         float,
         defaults.POLL_INTERVAL,
@@ -131,6 +139,7 @@ class Config:
     agent_command: str | None = None
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     lease: float = defaults.LEASE
+    session_lease: float = defaults.SESSION_LEASE
     poll_interval: float = defaults.POLL_INTERVAL
     wake_threshold: float = defaults.WAKE_THRESHOLD
     max_attempts: int = defaults.MAX_ATTEMPTS
@@ -222,6 +231,7 @@ def parse(doc: Any, where: str, environ: Mapping[str, str] | None = None) -> Con
         agent_command=values["agent.command"],
         heartbeat_interval=values["agent.heartbeat_interval"],
         lease=values["agent.lease"],
+        session_lease=values["agent.session_lease"],
         poll_interval=values["agent.poll_interval"],
         wake_threshold=values["agent.wake_threshold"],
         max_attempts=values["tasks.max_attempts"],

@@ -50,3 +50,15 @@ def pressure_now(
 def score(priority: int, pressure: float) -> float:
     """A task's score: priority/100 plus its current pressure."""
     return priority / 100.0 + pressure
+
+
+def deposit(
+    amount: float,
+    deposited_at: float | None,
+    signal: float,
+    now: float,
+    cfg: PressureConfig,
+    key: str = "",
+) -> float:
+    """The pressure after adding `signal` at `now` to what is left of an earlier deposit."""
+    return pressure_now(amount, deposited_at, now, cfg, key) + signal

@@ -10,6 +10,7 @@ TARGET_BRANCH = "main"
 # Agents
 HEARTBEAT_INTERVAL = 5.0  # seconds between heartbeats written by the agent process
 LEASE = 60.0  # seconds without a heartbeat before a claim is stale
+SESSION_LEASE = 1800.0  # seconds a self-driving agent (`task claim`) may go without any call
 POLL_INTERVAL = 0.5  # seconds between looks at the pool when no change notification is possible
 WAKE_THRESHOLD = 0.0  # an idle agent works only when the best claimable score reaches this
 
@@ -35,8 +36,11 @@ SIGNAL_BOOST = 0.25  # `task boost`
 # Merge
 CONFLICT_PRIORITY = 95
 
-# Claims whose lock directory has no owner.json are treated as being written for this long.
+# A lock directory without a readable owner.json, a half-built stage or a temp file is left
+# alone for this long (someone may be writing it), then cleaned by the sweep.
 CLAIM_GRACE = 10.0
+# Locks broken by the sweep are kept as tombstones this long, for forensics.
+TOMBSTONE_RETENTION = 86400.0
 
 # Task files whose ctime is this recent are re-read rather than trusted from the list cache,
 # because a coarse filesystem clock may not tell two writes apart (git's "racy clean" problem).

@@ -48,13 +48,26 @@ class Owner:
     claimed_at: float
     lease: float
     token: str  # "<attempt>.<random>": unique per claim, checked before every action
+    # With liveness "process" the claiming process runs for the whole claim and holds the
+    # flock (agent run, a command's short edit). With "session" an agent drives itself through
+    # short CLI calls, and only its heartbeat file and the lease tell whether it is still there.
+    liveness: str = "process"
 
     @property
     def process(self) -> ProcessId:
         return ProcessId(self.host, self.boot_id, self.pid, self.pid_start)
 
     @classmethod
-    def new(cls, agent: str, kind: str, *, attempt: int, now: float, lease: float) -> Owner:
+    def new(
+        cls,
+        agent: str,
+        kind: str,
+        *,
+        attempt: int,
+        now: float,
+        lease: float,
+        liveness: str = "process",
+    ) -> Owner:
         """An owner record for this process, with a fresh token."""
         me = ProcessId.current()
         return cls(
@@ -67,6 +80,7 @@ class Owner:
             claimed_at=now,
             lease=lease,
             token=f"{attempt}.{os.urandom(8).hex()}",
+            liveness=liveness,
         )
 
     @classmethod
@@ -85,6 +99,7 @@ class Owner:
                 claimed_at=float(doc["claimed_at"]),
                 lease=float(doc["lease"]),
                 token=str(doc["token"]),
+                liveness=str(doc.get("liveness", "process")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"owner.json is missing or has a bad field: {exc}") from None
@@ -122,10 +137,9 @@ def acquire(layout: Layout, task_id: str, owner: Owner) -> Claim | None:
     stage.mkdir(parents=False)
     os_lock = FileLock(stage / OS_LOCK_FILE)
     try:
-        atomic.write_json(stage / OWNER_FILE, asdict(owner), durable=False)
+        atomic.write_json(stage / OWNER_FILE, asdict(owner))
         if not os_lock.try_acquire():  # a fresh file: nobody else can hold it
             raise RuntimeError(f"could not lock the new file {os_lock.path}")  # noqa: TRY301
-        atomic.fsync_dir(stage)
         os.rename(stage, layout.lock_dir(task_id))
     except OSError as exc:
         os_lock.release()
@@ -198,31 +212,64 @@ def _entomb(layout: Layout, task_id: str, tag: str) -> Path | None:
     return tomb
 
 
-def release(layout: Layout, claim: Claim) -> None:
-    """Remove our own claim. The caller holds the integration lock.
+def remove(layout: Layout, task_id: str, token: str, agent: str) -> None:
+    """Remove the claim carrying `token`. The caller holds the integration lock.
 
-    Refuses with NotOwner when the lock now carries another token: our claim was broken.
+    Refuses with NotOwner when the lock now carries another token: that claim was broken
+    (and maybe taken by someone else), so it is not ours to remove.
     """
     try:
-        current = read_owner(layout.lock_dir(claim.task_id))
+        current = read_owner(layout.lock_dir(task_id))
     except (OSError, ValueError):
         current = None
-    if current is None or current.token != claim.owner.token:
-        claim.close()
-        raise NotOwner(
-            f"agent {claim.owner.agent!r} no longer holds the claim on {claim.task_id!r}"
-        )
-    tomb = _entomb(layout, claim.task_id, "released")
-    claim.close()
+    if current is None or current.token != token:
+        raise NotOwner(f"agent {agent!r} no longer holds the claim on {task_id!r}")
+    tomb = _entomb(layout, task_id, "released")
     if tomb is not None:
         shutil.rmtree(tomb, ignore_errors=True)
 
 
+def release(layout: Layout, claim: Claim) -> None:
+    """Remove our own claim and drop its flock. The caller holds the integration lock."""
+    try:
+        remove(layout, claim.task_id, claim.owner.token, claim.owner.agent)
+    finally:
+        claim.close()
+
+
+def break_lock(layout: Layout, task_id: str, token: str | None) -> Path | None:
+    """Move a stale lock aside as a tombstone, if it is still the one judged stale.
+
+    The caller holds the integration lock. `token` is the judged lock's token (None for a lock
+    without a readable owner). Returns the tombstone, or None if the lock changed or vanished.
+    """
+    lock_dir = layout.lock_dir(task_id)
+    try:
+        current: str | None = read_owner(lock_dir).token
+    except FileNotFoundError:
+        current = None if lock_dir.exists() else "<gone>"
+    except (OSError, ValueError):
+        current = None
+    if current != token:
+        return None
+    return _entomb(layout, task_id, "swept")
+
+
 @contextlib.contextmanager
 def exclusive(
-    layout: Layout, task_id: str, *, who: str, now: float, lease: float
+    layout: Layout,
+    task_id: str,
+    *,
+    who: str,
+    now: float,
+    lease: float,
+    integration_held: bool = False,
 ) -> Iterator[Claim]:
-    """Hold `task_id`'s lock for a short edit by a command, or raise Conflict if it is claimed."""
+    """Hold `task_id`'s lock for a short edit by a command, or raise Conflict if it is claimed.
+
+    Pass `integration_held` when the caller already holds the integration lock (the sweep):
+    flock is per open file, so taking it again in the same process would wait forever.
+    """
     claim = acquire(layout, task_id, Owner.new(who, "admin", attempt=0, now=now, lease=lease))
     if claim is None:
         holder = inspect(layout, task_id)
@@ -231,5 +278,8 @@ def exclusive(
     try:
         yield claim
     finally:
-        with integration_lock(layout):
+        if integration_held:
             release(layout, claim)
+        else:
+            with integration_lock(layout):
+                release(layout, claim)

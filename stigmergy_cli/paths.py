@@ -70,6 +70,9 @@ class Layout:
     def agents(self) -> Path:
         return self.env / "agents"
 
+    def heartbeat(self, agent: str) -> Path:
+        return self.agents / f"{agent}.json"
+
     @property
     def workspaces(self) -> Path:
         return self.env / "workspaces"
@@ -86,9 +89,9 @@ class Layout:
     def cache(self) -> Path:
         return self.env / "cache"
 
-    @property
-    def task_cache(self) -> Path:
-        return self.cache / "tasks.json"
+    def task_cache(self, state: str) -> Path:
+        """Parsed task files of one state, keyed by their stat signature (see store.scan)."""
+        return self.cache / f"tasks-{state}.json"
 
 
 def template_dir() -> Path:

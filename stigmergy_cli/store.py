@@ -131,64 +131,71 @@ class TaskStore:
         except StigmergyError:
             return None
 
-    def scan(self, now: float) -> Scan:
-        """Every readable task in every state, plus the files that could not be read."""
-        cache = self._read_cache()
-        fresh: dict[str, list[Any]] = {}
+    def scan(self, now: float, states: Sequence[str] = STATES) -> Scan:
+        """Every readable task in `states`, plus the files that could not be read.
+
+        Each state has its own cache file, so a claim reads pending/ without loading the
+        (ever growing) cache of done/.
+        """
         racy_after_ns = int((now - defaults.CACHE_RACY_WINDOW) * 1e9)
         result = Scan()
         seen: dict[str, str] = {}
-        changed = False
-        for state in STATES:
-            directory = self.layout.state_dir(state)
-            try:
-                entries = list(os.scandir(directory))
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                name = entry.name
-                if name.startswith(".") or not name.endswith(".yaml"):
-                    continue
-                task_id = name[:-5]
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # moved while we looked; it shows up where it went
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    result.problems.append(Problem(Path(entry.path), "not a regular file"))
-                    continue
-                key = f"{state}/{name}"
-                sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-                native = _cached(cache.get(key), sig)
-                task = _from_native(native) if native is not None else None
-                if task is not None and task.id != task_id:
-                    task = None
-                try:
-                    if task is None:
-                        changed = True
-                        task = tasks.parse_task_text(_read_regular(entry.path), expected_id=task_id)
-                        native = task.to_native()
-                except FileNotFoundError:
-                    continue
-                except (OSError, InvalidInput) as exc:
-                    result.problems.append(Problem(Path(entry.path), _why(exc)))
-                    continue
-                if task_id in seen:
-                    result.problems.append(
-                        Problem(Path(entry.path), f"task {task_id!r} is also in {seen[task_id]}/")
-                    )
-                    continue
-                seen[task_id] = state
-                if st.st_ctime_ns < racy_after_ns:
-                    fresh[key] = [*sig, native]
-                result.records.append(TaskRecord(task, state, self.layout))
-        if changed or len(fresh) != len(cache):
-            self._write_cache(fresh)
+        for state in states:
+            self._scan_state(state, racy_after_ns, result, seen)
         return result
 
-    def _read_cache(self) -> dict[str, list[Any]]:
+    def _scan_state(
+        self, state: str, racy_after_ns: int, result: Scan, seen: dict[str, str]
+    ) -> None:
         try:
-            doc = json.loads(self.layout.task_cache.read_bytes())
+            entries = list(os.scandir(self.layout.state_dir(state)))
+        except FileNotFoundError:
+            return
+        cache = self._read_cache(state)
+        fresh: dict[str, list[Any]] = {}
+        changed = False
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or not name.endswith(".yaml"):
+                continue
+            task_id = name[:-5]
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # moved while we looked; it shows up where it went
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                result.problems.append(Problem(Path(entry.path), "not a regular file"))
+                continue
+            sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            native = _cached(cache.get(name), sig)
+            task = _from_native(native) if native is not None else None
+            if task is not None and task.id != task_id:
+                task = None
+            try:
+                if task is None:
+                    changed = True
+                    task = tasks.parse_task_text(_read_regular(entry.path), expected_id=task_id)
+                    native = task.to_native()
+            except FileNotFoundError:
+                continue
+            except (OSError, InvalidInput) as exc:
+                result.problems.append(Problem(Path(entry.path), _why(exc)))
+                continue
+            if task_id in seen:
+                result.problems.append(
+                    Problem(Path(entry.path), f"task {task_id!r} is also in {seen[task_id]}/")
+                )
+                continue
+            seen[task_id] = state
+            if st.st_ctime_ns < racy_after_ns:
+                fresh[name] = [*sig, native]
+            result.records.append(TaskRecord(task, state, self.layout))
+        if changed or len(fresh) != len(cache):
+            self._write_cache(state, fresh)
+
+    def _read_cache(self, state: str) -> dict[str, list[Any]]:
+        try:
+            doc = json.loads(self.layout.task_cache(state).read_bytes())
         except (OSError, ValueError):
             return {}
         # Entries are trusted as validated, so a cache from another version is not used.
@@ -197,14 +204,14 @@ class TaskStore:
         entries = doc.get("entries")
         return entries if isinstance(entries, dict) else {}
 
-    def _write_cache(self, entries: dict[str, list[Any]]) -> None:
+    def _write_cache(self, state: str, entries: dict[str, list[Any]]) -> None:
         # Best effort: a listing must work on a read-only checkout, and the cache is derived.
         with contextlib.suppress(OSError):
             self.layout.cache.mkdir(exist_ok=True)
             data = json.dumps(
                 {"version": _CACHE_VERSION, "entries": entries}, separators=(",", ":"), default=str
             )
-            atomic.write_bytes(self.layout.task_cache, data.encode(), durable=False)
+            atomic.write_bytes(self.layout.task_cache(state), data.encode(), durable=False)
 
     # -- creating --------------------------------------------------------------------------
 
@@ -304,6 +311,11 @@ class TaskStore:
                 os.link(f"{batch_dir}/{task_id}.yaml", f"{pending}/{task_id}.yaml")
         atomic.fsync_dir(Path(pending))
         shutil.rmtree(batch_dir, ignore_errors=True)
+
+    def recover_imports(self) -> None:
+        """Finish or drop imports interrupted by a crash (the sweep calls this)."""
+        with self._publishing():
+            pass
 
     def _finish_staged_imports(self) -> None:
         """Roll forward imports that crashed after their manifest; drop the ones before it."""

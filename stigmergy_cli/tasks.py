@@ -158,7 +158,8 @@ def _list(value: Any, what: str, check: Any) -> list[Any]:
     return out
 
 
-def _name(value: Any, what: str) -> str:
+def validate_name(value: Any, what: str) -> str:
+    """A role, label or type: up to 64 letters, digits and . _ : - (safe in paths and argv)."""
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid {what} {value!r}: use up to 64 letters, digits, '.', '_', ':' or '-'"
@@ -269,10 +270,10 @@ def task_from_dict(doc: Any, expected_id: str | None = None) -> Task:
         id=task_id,
         title=_text(doc.get("title"), "title", limit=MAX_TITLE, multiline=False, required=True),
         description=_text(doc.get("description"), "description", limit=MAX_TEXT, multiline=True),
-        type=_name(doc.get("type") or "task", "type"),
+        type=validate_name(doc.get("type") or "task", "type"),
         priority=parse_priority(doc.get("priority", PRIORITY_WORDS["medium"])),
-        role=None if doc.get("role") is None else _name(doc["role"], "role"),
-        labels=tuple(_list(doc.get("labels"), "labels", lambda v: _name(v, "label"))),
+        role=None if doc.get("role") is None else validate_name(doc["role"], "role"),
+        labels=tuple(_list(doc.get("labels"), "labels", lambda v: validate_name(v, "label"))),
         depends_on=tuple(
             _list(doc.get("depends_on"), "depends_on", lambda v: validate_id(v, "dependency id"))
         ),

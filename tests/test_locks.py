@@ -120,6 +120,7 @@ def test_owner_json_is_plain_json(layout: Layout) -> None:
         "claimed_at",
         "lease",
         "token",
+        "liveness",
     }
     claim.close()
 

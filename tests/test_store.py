@@ -164,7 +164,7 @@ def test_the_list_cache_never_hides_an_edit(store: TaskStore) -> None:
     store.add(_new("b"), NOW)
     later = time.time() + 10  # every file is now old enough to be cached
     assert {r.task.id: r.task.priority for r in store.scan(later).records} == {"a": 10, "b": 50}
-    assert store.layout.task_cache.exists()
+    assert store.layout.task_cache("pending").exists()
     # Same size, rewritten in place by an editor: inode kept, mtime/ctime move.
     path = store.layout.task_file("pending", "a")
     path.write_text(path.read_text().replace("priority: 10", "priority: 90"))
@@ -176,7 +176,7 @@ def test_the_list_cache_never_hides_an_edit(store: TaskStore) -> None:
 def test_a_cache_that_was_written_within_the_racy_window_is_not_trusted(store: TaskStore) -> None:
     store.add(_new("a", priority=10), NOW)
     store.scan(time.time())  # the file is brand new: it must not be cached
-    cached = json.loads(store.layout.task_cache.read_text())["entries"]
+    cached = json.loads(store.layout.task_cache("pending").read_text())["entries"]
     assert cached == {}
 
 
@@ -193,7 +193,7 @@ def test_a_cache_that_was_written_within_the_racy_window_is_not_trusted(store: T
 def test_a_corrupt_or_foreign_cache_is_ignored(store: TaskStore, garbage: bytes) -> None:
     store.add(_new("a"), NOW)
     store.layout.cache.mkdir(exist_ok=True)
-    store.layout.task_cache.write_bytes(garbage)
+    store.layout.task_cache("pending").write_bytes(garbage)
     assert [r.task.id for r in store.scan(time.time() + 10).records] == ["a"]
 
 
@@ -205,8 +205,8 @@ def test_a_cache_entry_with_a_matching_signature_but_foreign_shape_is_reread(
     sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
     store.layout.cache.mkdir(exist_ok=True)
     atomic.write_json(
-        store.layout.task_cache,
-        {"version": f"1/{__version__}", "entries": {"pending/a.yaml": [*sig, ["too", "few"]]}},
+        store.layout.task_cache("pending"),
+        {"version": f"1/{__version__}", "entries": {"a.yaml": [*sig, ["too", "few"]]}},
     )
     assert [r.task.id for r in store.scan(time.time() + 10).records] == ["a"]
 

@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from stigmergy_cli import console
-from stigmergy_cli.cli._common import options
+from stigmergy_cli.cli import render
+from stigmergy_cli.cli._common import now, open_env, options
 from stigmergy_cli.environment import ROOT_ENV_VAR, initialize
+from stigmergy_cli.sweep import sweep as run_sweep
 
 
 def init(
@@ -42,6 +44,23 @@ def init(
     console.say('Next: stigmergy task add "Your first task" --priority high')
 
 
+def sweep(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what it would do; change nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Give back the tasks of dead agents and repair what crashes left. Safe from cron."""
+    env = open_env(ctx)
+    report = run_sweep(env.store, env.config, now(), dry_run=dry_run)
+    if as_json:
+        console.emit_json(report.to_json())
+    else:
+        render.sweep_report(report)
+
+
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.command("init")(init)
+    app.command("sweep")(sweep)

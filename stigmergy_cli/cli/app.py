@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from stigmergy_cli import __version__, console
-from stigmergy_cli.cli import admin, task
+from stigmergy_cli.cli import admin, agent, lock, task
 from stigmergy_cli.cli._common import GlobalOptions
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(task.app, name="task")
+app.add_typer(agent.app, name="agent")
+app.add_typer(lock.app, name="lock")
 admin.register(app)
 
 

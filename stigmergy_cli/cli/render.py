@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from stigmergy_cli import console
 from stigmergy_cli.pool import Entry
+from stigmergy_cli.sweep import SweepReport
 
 STATUS_COLOR = {
     "ready": "yellow",
@@ -141,3 +143,76 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def _plain_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.extend(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+    return "\n".join(lines)
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def agent_table(rows: list[dict[str, Any]]) -> None:
+    """`agent list` for people."""
+    if not rows:
+        console.say("No agents have reported yet.")
+        return
+    table = [
+        (
+            str(r["agent"]),
+            str(r["state"]),
+            str(r.get("status") or "-"),
+            str(r.get("task") or "-"),
+            _ago(r.get("seconds_since_seen")),
+            f"{r.get('done', 0)}/{r.get('failed', 0)}",
+            str(r.get("problem") or ""),
+        )
+        for r in rows
+    ]
+    console.say(
+        _plain_table(("AGENT", "STATE", "STATUS", "TASK", "SEEN", "DONE/FAILED", ""), table)
+    )
+
+
+def lock_table(rows: list[dict[str, Any]]) -> None:
+    """`lock list` for people."""
+    if not rows:
+        console.say("No claims.")
+        return
+    table = [
+        (
+            str(r["task"]),
+            str(r["agent"] or "?"),
+            _ago(r["age"]),
+            "stale: " + str(r["stale_reason"]) if r["stale"] else "live",
+        )
+        for r in rows
+    ]
+    console.say(_plain_table(("TASK", "AGENT", "AGE", "STATE"), table))
+
+
+def sweep_report(report: SweepReport) -> None:
+    """What a sweep did, one line per action."""
+    verb = "would" if report.dry_run else "did"
+    if not report.actions:
+        console.say(f"Nothing to sweep ({report.live_locks} live claims).")
+        return
+    for action in report.actions:
+        who = f" (agent {action.agent})" if action.agent else ""
+        to = f" -> {action.to_state}" if action.to_state else ""
+        console.say(f"{action.kind:<12} {action.target}{to}{who}: {action.reason}")
+    console.say(
+        f"Sweep {verb} {len(report.actions)} things; {report.live_locks} live claims left alone."
+    )

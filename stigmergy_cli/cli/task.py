@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stigmergy_cli import console, decay, events, pool, tasks, yamlio
+from stigmergy_cli import claims, console, decay, events, heartbeats, pool, tasks, yamlio
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, report_problems, whoami
 from stigmergy_cli.environment import Environment
@@ -269,10 +269,11 @@ def boost(ctx: typer.Context, task_id: TaskId) -> None:
     """Deposit boost pressure on a pending task so agents take it sooner."""
 
     def deposit(env: Any, task: Task, at: float) -> Task:
-        current = decay.pressure_now(
-            task.pressure, task.pressure_at, at, env.config.pressure, task.id
+        cfg = env.config.pressure
+        pressure = decay.deposit(
+            task.pressure, task.pressure_at, cfg.signal_boost, at, cfg, task.id
         )
-        return task.evolve(pressure=current + env.config.pressure.signal_boost, pressure_at=at)
+        return task.evolve(pressure=pressure, pressure_at=at)
 
     _simple_transition(
         ctx,
@@ -282,4 +283,91 @@ def boost(ctx: typer.Context, task_id: TaskId) -> None:
         to_state="pending",
         event=events.BOOSTED,
         change=deposit,
+    )
+
+
+AgentOpt = Annotated[str, typer.Option("--agent", help="The agent acting.", show_default=False)]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="The claim's token, as `task claim --json` printed it."),
+]
+
+
+@app.command("claim")
+def claim(
+    ctx: typer.Context,
+    task_id: Annotated[
+        str | None, typer.Argument(help="A particular task (default: the best ready one).")
+    ] = None,
+    *,
+    agent: AgentOpt,
+    role: Annotated[str | None, typer.Option("--role", help="The agent's role.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Claim a task for an agent that drives itself; exit 1 if nothing is claimable."""
+    env = open_env(ctx)
+    at = now()
+    agent = tasks.validate_id(agent, "agent id")
+    if task_id is not None:
+        tasks.validate_id(task_id)
+    if role is not None:
+        tasks.validate_name(role, "role")
+    heartbeats.touch_session(env.layout, agent, role=role, task=None, status="idle", now=at)
+    if task_id is None:
+        claimed = claims.claim_best(env.store, env.config, agent, role=role, now=at, session=True)
+    else:
+        claimed = claims.claim_named(
+            env.store, env.config, agent, task_id, role=role, now=at, session=True
+        )
+    claimed.claim.close()  # this process ends here; the session's heartbeat keeps the claim
+    task = claimed.record.task
+    heartbeats.touch_session(env.layout, agent, role=role, task=task.id, status="working", now=at)
+    if as_json:
+        (entry,) = _entries(env, [claimed.record], at)
+        console.emit_json({**pool.entry_json(entry), "token": claimed.token, "agent": agent})
+    else:
+        console.say(f"Claimed {task.id}: {task.title}")
+        if task.verify:
+            console.say(f"  verify: {task.verify}")
+        console.say(
+            f"  give it back with `stigmergy task release {task.id} --agent {agent}`, "
+            f"or record a failure with `task fail`"
+        )
+
+
+@app.command("release")
+def release(
+    ctx: typer.Context, task_id: TaskId, *, agent: AgentOpt, token: TokenOpt = None
+) -> None:
+    """Give a claimed task back unfinished (counts as a skip, not a failed attempt)."""
+    env = open_env(ctx)
+    at = now()
+    agent = tasks.validate_id(agent, "agent id")
+    record = claims.release(
+        env.store, env.config, agent, tasks.validate_id(task_id), token=token, now=at
+    )
+    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=at)
+    console.say(f"{task_id} is {record.state} again.")
+
+
+@app.command("fail")
+def fail(
+    ctx: typer.Context,
+    task_id: TaskId,
+    *,
+    agent: AgentOpt,
+    reason: Annotated[str | None, typer.Option("--reason", help="What went wrong.")] = None,
+    token: TokenOpt = None,
+) -> None:
+    """Record a failed attempt: the task goes back to pending, or to failed at its limit."""
+    env = open_env(ctx)
+    at = now()
+    agent = tasks.validate_id(agent, "agent id")
+    record = claims.fail(
+        env.store, env.config, agent, tasks.validate_id(task_id), token=token, reason=reason, now=at
+    )
+    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=at)
+    console.say(
+        f"{task_id} failed (attempt {record.task.attempts} of "
+        f"{claims.max_attempts(record.task, env.config)}); it is now {record.state}."
     )

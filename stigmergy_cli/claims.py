@@ -1,0 +1,296 @@
+"""The claim protocol: take the best available task, and give it back fenced by its token.
+
+Taking: scan pending/, rank by score, and try the lock of each ready, eligible task in turn
+until one is won (losing a race just means trying the next). Giving back (release, fail) and
+completing happen under the integration lock after checking that the caller's token is still
+the one on the lock, so an agent whose claim was swept can change nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from stigmergy_cli import decay, events, locks
+from stigmergy_cli.config import Config
+from stigmergy_cli.errors import Conflict, StigmergyError
+from stigmergy_cli.locks import NotOwner, Owner
+from stigmergy_cli.store import TaskRecord, TaskStore
+from stigmergy_cli.tasks import Task
+
+
+class NothingClaimable(StigmergyError):
+    """No task is available to this agent right now; the message says why."""
+
+
+@dataclass
+class Claimed:
+    """A task this agent now holds (moved to active/), and its lock."""
+
+    record: TaskRecord
+    claim: locks.Claim
+
+    @property
+    def token(self) -> str:
+        return self.claim.owner.token
+
+
+def eligible(task: Task, role: str | None) -> bool:
+    """Role-less tasks are for everyone; a task with a role only for agents with that role."""
+    return task.role is None or task.role == role
+
+
+class _Readiness:
+    """Dependency checks for claiming: a few stats and reads, remembered for one claim."""
+
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+        self._ok: dict[str, bool] = {}
+
+    def _dep_ok(self, dep: str) -> bool:
+        if dep not in self._ok:
+            found = self.store.locate(dep)
+            ok = False
+            if found is not None and found[0] == "done":
+                with contextlib.suppress(StigmergyError):
+                    result = self.store.get(dep).task.result
+                    ok = result is None or result.get("merged", True) is not False
+            self._ok[dep] = ok
+        return self._ok[dep]
+
+    def ready(self, task: Task) -> bool:
+        return all(self._dep_ok(dep) for dep in task.depends_on)
+
+    def waiting_for(self, task: Task) -> list[str]:
+        return [dep for dep in task.depends_on if not self._dep_ok(dep)]
+
+
+def _owner(agent: str, task: Task, cfg: Config, now: float, *, session: bool) -> Owner:
+    return Owner.new(
+        agent,
+        "agent",
+        attempt=task.attempts + 1,
+        now=now,
+        lease=cfg.session_lease if session else cfg.lease,
+        liveness="session" if session else "process",
+    )
+
+
+def _take(
+    store: TaskStore, task: Task, agent: str, cfg: Config, now: float, *, session: bool
+) -> Claimed | None:
+    """Try to win `task`'s lock and move it to active; None if someone else has it."""
+    claim = locks.acquire(store.layout, task.id, _owner(agent, task, cfg, now, session=session))
+    if claim is None:
+        return None
+    try:
+        record = store.get(task.id)
+        if record.state != "pending":  # taken and finished, cancelled... since we looked
+            raise Conflict(f"task {task.id!r} is {record.state}")  # noqa: TRY301
+        record = store.write(record, record.task.evolve(updated_at=now), "active")
+    except StigmergyError:
+        with locks.integration_lock(store.layout):
+            locks.release(store.layout, claim)
+        return None
+    except BaseException:
+        with locks.integration_lock(store.layout):
+            locks.release(store.layout, claim)
+        raise
+    events.append(
+        store.layout.events,
+        events.CLAIMED,
+        now,
+        task=task.id,
+        agent=agent,
+        token=claim.owner.token,
+    )
+    return Claimed(record, claim)
+
+
+def claim_best(
+    store: TaskStore,
+    cfg: Config,
+    agent: str,
+    *,
+    role: str | None,
+    now: float,
+    session: bool = False,
+    can_take: Callable[[Task], bool] | None = None,
+    min_score: float | None = None,
+) -> Claimed:
+    """Claim the best-scoring ready task this agent may take; NothingClaimable if none."""
+    scan = store.scan(now, states=("pending",))
+    ranked = sorted(
+        scan.records,
+        key=lambda r: (
+            -decay.score(
+                r.task.priority,
+                decay.pressure_now(
+                    r.task.pressure, r.task.pressure_at, now, cfg.pressure, r.task.id
+                ),
+            ),
+            r.task.created_at or 0.0,
+            r.task.id,
+        ),
+    )
+    readiness = _Readiness(store)
+    counts = {
+        "other role": 0,
+        "not executable": 0,
+        "blocked": 0,
+        "taken by others": 0,
+        "below threshold": 0,
+    }
+    for record in ranked:
+        task = record.task
+        if not eligible(task, role):
+            counts["other role"] += 1
+            continue
+        if can_take is not None and not can_take(task):
+            counts["not executable"] += 1
+            continue
+        if min_score is not None:
+            pressure = decay.pressure_now(
+                task.pressure, task.pressure_at, now, cfg.pressure, task.id
+            )
+            if decay.score(task.priority, pressure) < min_score:
+                counts["below threshold"] += 1
+                continue
+        if not readiness.ready(task):
+            counts["blocked"] += 1
+            continue
+        claimed = _take(store, task, agent, cfg, now, session=session)
+        if claimed is not None:
+            return claimed
+        counts["taken by others"] += 1
+    why = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    pending = len(ranked)
+    raise NothingClaimable(
+        f"nothing to claim for agent {agent!r}: "
+        + (f"{pending} pending ({why})" if pending else "no pending tasks")
+    )
+
+
+def claim_named(
+    store: TaskStore,
+    cfg: Config,
+    agent: str,
+    task_id: str,
+    *,
+    role: str | None,
+    now: float,
+    session: bool = False,
+) -> Claimed:
+    """Claim one particular task, or say exactly why it cannot be claimed."""
+    record = store.get(task_id)
+    if record.state != "pending":
+        holder = locks.inspect(store.layout, task_id)
+        by = f" by agent {holder.owner.agent!r}" if holder and holder.owner else ""
+        raise NothingClaimable(f"task {task_id!r} is {record.state}{by}, not pending")
+    if not eligible(record.task, role):
+        raise NothingClaimable(f"task {task_id!r} is for role {record.task.role!r}")
+    waits = _Readiness(store).waiting_for(record.task)
+    if waits:
+        raise NothingClaimable(f"task {task_id!r} waits for {', '.join(waits)}")
+    claimed = _take(store, record.task, agent, cfg, now, session=session)
+    if claimed is None:
+        holder = locks.inspect(store.layout, task_id)
+        by = f"agent {holder.owner.agent!r}" if holder and holder.owner else "another agent"
+        raise NothingClaimable(f"task {task_id!r} was just claimed by {by}")
+    return claimed
+
+
+@contextlib.contextmanager
+def owned(store: TaskStore, task_id: str, agent: str, token: str | None) -> Iterator[locks.Owner]:
+    """Under the integration lock, yield the claim on `task_id` if `agent` (and `token`) hold it."""
+    with locks.integration_lock(store.layout):
+        info = locks.inspect(store.layout, task_id)
+        owner = info.owner if info is not None else None
+        if owner is None or owner.agent != agent or (token is not None and owner.token != token):
+            if owner is not None and owner.agent != agent:
+                raise NotOwner(
+                    f"task {task_id!r} is claimed by agent {owner.agent!r}, not {agent!r}"
+                )
+            raise NotOwner(f"agent {agent!r} does not hold a claim on task {task_id!r}")
+        yield owner
+
+
+def _finish(
+    store: TaskStore, owner: locks.Owner, task_id: str, change: Callable[[Task], tuple[Task, str]]
+) -> TaskRecord:
+    record = store.get(task_id)
+    if record.state == "active":
+        task, to_state = change(record.task)
+        record = store.write(record, task, to_state)
+    locks.remove(store.layout, task_id, owner.token, owner.agent)
+    return record
+
+
+def release(
+    store: TaskStore, cfg: Config, agent: str, task_id: str, *, token: str | None, now: float
+) -> TaskRecord:
+    """Give a claimed task back unfinished: pending again, a skip counted, skip pressure."""
+
+    def back(task: Task) -> tuple[Task, str]:
+        pressure = decay.deposit(
+            task.pressure, task.pressure_at, cfg.pressure.signal_skip, now, cfg.pressure, task.id
+        )
+        return task.evolve(
+            skip_count=task.skip_count + 1, pressure=pressure, pressure_at=now, updated_at=now
+        ), "pending"
+
+    with owned(store, task_id, agent, token) as owner:
+        record = _finish(store, owner, task_id, back)
+    events.append(store.layout.events, events.RELEASED, now, task=task_id, agent=agent)
+    events.append(store.layout.events, events.SKIPPED, now, task=task_id, agent=agent)
+    return record
+
+
+def max_attempts(task: Task, cfg: Config) -> int:
+    """The task's own limit, or the configured one."""
+    return task.max_attempts if task.max_attempts is not None else cfg.max_attempts
+
+
+def requeue_after_failure(
+    task: Task, cfg: Config, now: float, result: dict[str, Any]
+) -> tuple[Task, str]:
+    """Count a failed attempt: back to pending with retry pressure, or failed/ at the limit."""
+    attempts = task.attempts + 1
+    pressure = decay.deposit(
+        task.pressure, task.pressure_at, cfg.pressure.signal_failure, now, cfg.pressure, task.id
+    )
+    to_state = "failed" if attempts >= max_attempts(task, cfg) else "pending"
+    changed = task.evolve(
+        attempts=attempts, pressure=pressure, pressure_at=now, updated_at=now, result=result
+    )
+    return changed, to_state
+
+
+def fail(
+    store: TaskStore,
+    cfg: Config,
+    agent: str,
+    task_id: str,
+    *,
+    token: str | None,
+    reason: str | None,
+    now: float,
+) -> TaskRecord:
+    """Record a failed attempt of a claimed task (see requeue_after_failure)."""
+    result = {"outcome": "failed", "agent": agent, "reason": reason, "finished_at": now}
+    with owned(store, task_id, agent, token) as owner:
+        record = _finish(
+            store, owner, task_id, lambda t: requeue_after_failure(t, cfg, now, result)
+        )
+    events.append(
+        store.layout.events,
+        events.FAILED,
+        now,
+        task=task_id,
+        agent=agent,
+        reason=reason,
+        state=record.state,
+    )
+    return record

@@ -1,0 +1,249 @@
+"""The sweep: give the tasks of dead agents back, repair what crashes left, tidy up.
+
+Safe from cron and from many processes at once: everything that breaks a lock or moves a task
+happens under the integration lock, and each lock is re-checked (by its token) just before it
+is broken, so two sweepers never reclaim the same claim twice. It never deletes a worktree,
+a branch or a task file: unreadable files are moved to tasks/corrupt/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stigmergy_cli import defaults, events, heartbeats, locks
+from stigmergy_cli.claims import max_attempts, requeue_after_failure
+from stigmergy_cli.config import Config
+from stigmergy_cli.errors import Conflict
+from stigmergy_cli.heartbeats import Heartbeat
+from stigmergy_cli.locks import LockInfo
+from stigmergy_cli.oslock import is_locked
+from stigmergy_cli.paths import STATES
+from stigmergy_cli.store import TaskStore
+
+
+def stale_reason(info: LockInfo, beat: Heartbeat | None, now: float, grace: float) -> str | None:
+    """Why the claim `info` is stale, or None while its holder may still be alive."""
+    owner = info.owner
+    if owner is None:
+        if info.held:  # somebody alive holds its flock: being written, or a foreign tool
+            return None
+        age = now - info.mtime
+        return f"{info.problem} for {age:.0f}s" if age > grace else None
+    if owner.liveness == "process":
+        process = owner.process
+        if process.is_local():
+            # The kernel drops a flock when its holder dies, however it dies.
+            if not info.held:
+                return f"holder process {owner.pid} on {owner.host} is gone"
+            if process.is_alive() is False:
+                return f"holder process {owner.pid} on {owner.host} is gone (pid reused)"
+        # Only this very process's heartbeat counts: an agent restarted under the same name
+        # must not keep its predecessor's claim alive.
+        same = beat is not None and beat.pid == owner.pid and beat.host == owner.host
+        last = (
+            max(owner.claimed_at, beat.last_seen) if same and beat is not None else owner.claimed_at
+        )
+    else:  # a self-driving session: any call by that agent counts
+        last = owner.claimed_at
+        if beat is not None and beat.agent == owner.agent:
+            last = max(last, beat.last_seen)
+    silent = now - last
+    if silent > owner.lease:
+        return f"no heartbeat from agent {owner.agent!r} for {silent:.0f}s (lease {owner.lease:g}s)"
+    return None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing the sweep did (or, with --dry-run, would do)."""
+
+    kind: str  # reclaimed | lock_removed | reconciled | quarantined | cleaned
+    target: str  # a task id, or a path relative to .stigmergy/
+    reason: str
+    agent: str | None = None
+    to_state: str | None = None
+
+
+@dataclass
+class SweepReport:
+    dry_run: bool
+    actions: list[Action] = field(default_factory=list)
+    live_locks: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "live_locks": self.live_locks,
+            "actions": [asdict(a) for a in self.actions],
+        }
+
+
+class Sweeper:
+    """One pass of the sweep over an environment at time `now`."""
+
+    def __init__(self, store: TaskStore, cfg: Config, now: float, *, dry_run: bool) -> None:
+        self.store = store
+        self.layout = store.layout
+        self.cfg = cfg
+        self.now = now
+        self.dry_run = dry_run
+        self.grace = defaults.CLAIM_GRACE
+        self.report = SweepReport(dry_run)
+
+    def run(self) -> SweepReport:
+        """Sweep once; waits for the integration lock (a merge in progress) unless dry."""
+        guard = contextlib.nullcontext() if self.dry_run else locks.integration_lock(self.layout)
+        with guard:
+            if not self.dry_run:
+                self.store.recover_imports()
+            self._reclaim_stale_locks()
+            self._reconcile_active()
+            self._quarantine()
+            self._clean()
+        return self.report
+
+    def _do(self, action: Action) -> None:
+        self.report.actions.append(action)
+        if not self.dry_run:
+            events.append(
+                self.layout.events,
+                events.QUARANTINED if action.kind == "quarantined" else events.SWEPT,
+                self.now,
+                task=action.target,
+                action=action.kind,
+                agent=action.agent,
+                reason=action.reason,
+                state=action.to_state,
+            )
+
+    # -- claims ----------------------------------------------------------------------------
+
+    def _reclaim_stale_locks(self) -> None:
+        beats = {a.agent: a.beat for a in heartbeats.list_agents(self.layout) if a.beat}
+        for info in locks.list_locks(self.layout):
+            agent = info.owner.agent if info.owner else None
+            reason = stale_reason(info, beats.get(agent) if agent else None, self.now, self.grace)
+            if reason is None:
+                self.report.live_locks += 1
+                continue
+            if not self.dry_run:
+                token = info.owner.token if info.owner else None
+                if locks.break_lock(self.layout, info.task_id, token) is None:
+                    continue  # released or replaced since we looked: not stale any more
+            located = self.store.locate(info.task_id)
+            if located is not None and located[0] == "active":
+                self._requeue(info.task_id, reason, agent)
+            else:
+                self._do(Action("lock_removed", info.task_id, reason, agent))
+
+    def _reconcile_active(self) -> None:
+        for record in self.store.scan(self.now, states=("active",)).records:
+            # No claim makes a task active without holding its lock first, and locks are only
+            # removed under the integration lock (which we hold): this is a crash's leftover.
+            if locks.inspect(self.layout, record.task.id) is None:
+                self._requeue(record.task.id, "active without a claim", None, kind="reconciled")
+
+    def _requeue(
+        self, task_id: str, reason: str, agent: str | None, kind: str = "reclaimed"
+    ) -> None:
+        """Count a lost attempt and put the task back (or in failed/ at its limit)."""
+        result = {"outcome": "swept", "agent": agent, "reason": reason, "finished_at": self.now}
+        if self.dry_run:
+            record = self.store.get(task_id)
+            _, to_state = requeue_after_failure(record.task, self.cfg, self.now, result)
+            self._do(Action(kind, task_id, reason, agent, to_state))
+            return
+        try:
+            with locks.exclusive(
+                self.layout,
+                task_id,
+                who="sweep",
+                now=self.now,
+                lease=self.cfg.lease,
+                integration_held=True,
+            ):
+                record = self.store.get(task_id)
+                if record.state != "active":
+                    return
+                task, to_state = requeue_after_failure(record.task, self.cfg, self.now, result)
+                self.store.write(record, task, to_state)
+        except Conflict:
+            return  # an agent grabbed the lock meanwhile; the next sweep reconciles
+        detail = f"{reason}; attempt {task.attempts} of {max_attempts(task, self.cfg)}"
+        self._do(Action(kind, task_id, detail, agent, to_state))
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _quarantine(self) -> None:
+        for problem in self.store.scan(self.now).problems:
+            path = problem.path
+            try:
+                if self.now - path.lstat().st_mtime < self.grace:
+                    continue  # maybe a person saving it right now
+            except FileNotFoundError:
+                continue
+            target = self.layout.corrupt / f"{path.parent.name}.{path.name}.{int(self.now)}"
+            if not self.dry_run:
+                self.layout.corrupt.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.rename(path, target)
+                except OSError:
+                    continue
+            self._do(Action("quarantined", self._rel(path), problem.message))
+
+    def _clean(self) -> None:
+        for path, why in self._litter():
+            if not self.dry_run:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+            self._do(Action("cleaned", self._rel(path), why))
+
+    def _litter(self) -> Iterator[tuple[Path, str]]:
+        """Half-built stages, old tombstones and temp files that crashes left behind."""
+        for entry in _entries(self.layout.locks):
+            age = self.now - entry.stat(follow_symlinks=False).st_ctime
+            if entry.name.startswith(".stage-") and age > self.grace:
+                if not is_locked(Path(entry.path) / locks.OS_LOCK_FILE):
+                    yield Path(entry.path), "claim abandoned before it was published"
+            elif entry.name.startswith(".tomb-") and age > defaults.TOMBSTONE_RETENTION:
+                yield Path(entry.path), "tombstone past its retention"
+        directories = [
+            self.layout.tasks,
+            *(self.layout.state_dir(s) for s in STATES),
+            self.layout.agents,
+            self.layout.locks,
+            self.layout.cache,
+            *(i.path for i in locks.list_locks(self.layout)),
+        ]
+        for directory in directories:
+            for entry in _entries(directory):
+                is_temp = entry.name.startswith(".") and entry.name.endswith(".tmp")
+                if is_temp and self.now - entry.stat(follow_symlinks=False).st_mtime > self.grace:
+                    yield Path(entry.path), "temporary file of an interrupted write"
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.layout.env))
+        except ValueError:
+            return str(path)
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def sweep(store: TaskStore, cfg: Config, now: float, *, dry_run: bool = False) -> SweepReport:
+    """Run one sweep pass (see the module docstring)."""
+    return Sweeper(store, cfg, now, dry_run=dry_run).run()

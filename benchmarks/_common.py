@@ -1,0 +1,327 @@
+"""Helpers shared by the benchmark scripts: a throw-away repository, timing, statistics, output.
+
+Every measurement runs the installed `stigmergy` command as a separate process, the way an
+agent or a person runs it, and times the whole process with time.perf_counter around
+subprocess.run. Peak memory comes from `/usr/bin/time -f %M` (or, where that program is
+missing, from getrusage(RUSAGE_CHILDREN) in a one-child helper process), always in a run of its
+own so that no timed run pays for the wrapper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+GNU_TIME = Path("/usr/bin/time")
+# The list cache does not trust files whose ctime is within 2 s of the listing
+# (defaults.CACHE_RACY_WINDOW); wait a little longer than that before a "warm" measurement.
+CACHE_SETTLE = 2.5
+
+# Used when /usr/bin/time is missing: the helper has exactly one child, so its
+# RUSAGE_CHILDREN peak is that child's peak.
+_RSS_HELPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[2:]).returncode\n"
+    "with open(sys.argv[1], 'w') as fh:\n"
+    "    fh.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
+class BenchError(RuntimeError):
+    """A command the benchmark depends on failed."""
+
+
+def _find_cli() -> Path:
+    """The installed `stigmergy`: next to this interpreter, in the project's .venv, or on PATH."""
+    for candidate in (Path(sys.executable).parent / "stigmergy", PROJECT / ".venv/bin/stigmergy"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("stigmergy")
+    if found is None:
+        raise SystemExit("cannot find the `stigmergy` command: install the project in .venv")
+    return Path(found)
+
+
+CLI = _find_cli()
+# The interpreter the CLI runs on (its shebang's venv), for `python -X importtime`.
+PYTHON = CLI.parent / "python" if (CLI.parent / "python").exists() else Path(sys.executable)
+
+
+# Bytecode goes to a temporary tree (PYTHONPYCACHEPREFIX), so measured runs import from .pyc
+# files as an installed tool does, even when the caller's shell sets PYTHONDONTWRITEBYTECODE,
+# and no __pycache__ is written into the project.
+_PYCACHE = tempfile.mkdtemp(prefix="stigmergy-bench-pyc-")
+atexit.register(shutil.rmtree, _PYCACHE, ignore_errors=True)
+
+
+def bench_env() -> dict[str, str]:
+    """The environment for measured commands: ours, minus anything that redirects stigmergy."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("STIGMERGY_")
+        and k not in {"PYTHONPROFILEIMPORTTIME", "PYTHONWARNINGS", "PYTHONDONTWRITEBYTECODE"}
+    }
+    env["PYTHONPYCACHEPREFIX"] = _PYCACHE
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def caller_env() -> dict[str, str]:
+    """The caller's environment as it is (bytecode settings included), minus STIGMERGY_*."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STIGMERGY_")}
+
+
+# -- running commands ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished command: its wall time, its output if captured, its peak RSS if asked."""
+
+    seconds: float
+    stdout: str
+    stderr: str
+    rss_mb: float | None
+
+
+def run(
+    args: Sequence[str | Path],
+    cwd: Path,
+    *,
+    capture: bool = False,
+    rss: bool = False,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> Run:
+    """Run `args` in `cwd` and time the whole process.
+
+    stdout goes to /dev/null unless `capture`. With `rss`, the command runs under
+    /usr/bin/time (about a millisecond more wall time), so use it for runs whose wall time is
+    not reported or is seconds long.
+    """
+    argv = [str(a) for a in args]
+    rss_file: Path | None = None
+    if rss:
+        fd, name = tempfile.mkstemp(prefix="stigmergy-bench-rss-")
+        os.close(fd)
+        rss_file = Path(name)
+        if GNU_TIME.exists():
+            argv = [str(GNU_TIME), "-f", "%M", "-o", name, *argv]
+        else:
+            argv = [sys.executable, "-c", _RSS_HELPER, name, *argv]
+    try:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=dict(env) if env is not None else bench_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        seconds = time.perf_counter() - start
+        rss_mb = None
+        if rss_file is not None:
+            # GNU time writes "Command exited with non-zero status N" first when it fails.
+            lines = rss_file.read_text().split()
+            rss_mb = int(lines[-1]) / 1024 if lines else None
+    finally:
+        if rss_file is not None:
+            rss_file.unlink(missing_ok=True)
+    if check and proc.returncode != 0:
+        shown = " ".join(str(a) for a in args)
+        raise BenchError(
+            f"`{shown}` exited {proc.returncode} in {cwd}:\n{proc.stderr.strip()[-2000:]}"
+        )
+    return Run(seconds, proc.stdout or "", proc.stderr or "", rss_mb)
+
+
+def stigmergy(*args: str | Path, cwd: Path, capture: bool = False, rss: bool = False) -> Run:
+    """Run the installed `stigmergy` with `args` in `cwd`."""
+    return run([CLI, *args], cwd, capture=capture, rss=rss)
+
+
+def repeat(
+    args: Sequence[str | Path],
+    cwd: Path,
+    *,
+    runs: int,
+    warmup: int = 0,
+    env: Mapping[str, str] | None = None,
+) -> list[float]:
+    """Wall times of `runs` runs of `args` (stdout discarded), after `warmup` untimed runs."""
+    for _ in range(warmup):
+        run(args, cwd, env=env)
+    return [run(args, cwd, env=env).seconds for _ in range(runs)]
+
+
+def peak_rss_mb(args: Sequence[str | Path], cwd: Path) -> float:
+    """Peak resident set size of one run of `args`, in MB (MiB)."""
+    measured = run(args, cwd, rss=True).rss_mb
+    if measured is None:
+        raise BenchError(f"no peak RSS reported for {' '.join(map(str, args))}")
+    return measured
+
+
+def _git(repo: Path, *args: str) -> None:
+    run(
+        [
+            "git",
+            "-c",
+            "user.name=stigmergy-bench",
+            "-c",
+            "user.email=bench@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "init.defaultBranch=main",
+            *args,
+        ],
+        repo,
+    )
+
+
+@contextlib.contextmanager
+def temp_repo(label: str) -> Iterator[Path]:
+    """A fresh git repository with one empty commit and `stigmergy init` done; removed after."""
+    with tempfile.TemporaryDirectory(prefix=f"stigmergy-bench-{label}-") as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        _git(repo, "init", "-q")
+        _git(repo, "commit", "-q", "--allow-empty", "-m", "empty")
+        stigmergy("init", cwd=repo)
+        yield repo
+
+
+# -- generated pools --------------------------------------------------------------------------
+
+_LABELS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("backend",),
+    ("frontend", "ui"),
+    (),
+    ("infra",),
+    ("backend", "api"),
+)
+_ROLES: tuple[str | None, ...] = (None, None, "reviewer", None, "builder")
+
+
+def task_id(i: int, prefix: str = "t") -> str:
+    """`t00001`."""
+    return f"{prefix}{i:05d}"
+
+
+def import_yaml(count: int, *, first: int = 1, prefix: str = "t") -> str:
+    """A YAML list for `task import`: tasks `first`..`first + count - 1` with varied priorities,
+    some labels, roles and descriptions; every third depends on the one before it."""
+    out = []
+    for i in range(first, first + count):
+        out.append(f"- id: {task_id(i, prefix)}\n  title: Benchmark task number {i}\n")
+        out.append(f"  priority: {(i * 37) % 101}\n")
+        if i % 4 == 0:
+            out.append(f"  description: Generated for a benchmark pool, task {i}.\n")
+        labels = _LABELS[i % len(_LABELS)]
+        if labels:
+            out.append(f"  labels: [{', '.join(labels)}]\n")
+        role = _ROLES[i % len(_ROLES)]
+        if role:
+            out.append(f"  role: {role}\n")
+        if i % 3 == 0 and i > first:
+            out.append(f"  depends_on: [{task_id(i - 1, prefix)}]\n")
+    return "".join(out)
+
+
+# -- statistics and output -------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The `pct`-th percentile (0-100), interpolating linearly between ranks."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def secs(value: float) -> str:
+    """Seconds as `0.58 s`."""
+    return f"{value:.2f} s"
+
+
+def millis(value: float) -> str:
+    """Seconds as `42 ms` (one decimal under 10 ms)."""
+    ms = value * 1000
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def megabytes(value: float) -> str:
+    return f"{value:.0f} MB"
+
+
+def of_bar(value: float, bar: float, fmt: Callable[[float], str], aim: float | None = None) -> str:
+    """`(bar 1.00 s: 0.58x of bar)`, flagged when over the bar. Bars are reported, not asserted."""
+    ratio = value / bar
+    flag = " OVER" if ratio > 1 else ""
+    goal = f", aim {fmt(aim)}" if aim is not None else ""
+    return f"(bar {fmt(bar)}{goal}: {ratio:.2f}x of bar{flag})"
+
+
+def count(n: int) -> str:
+    """`10,000`."""
+    return f"{n:,}"
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    """The common command line: `--quick` shrinks sizes for a smoke run."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes and fewer runs, for a smoke test"
+    )
+    return parser.parse_args()
+
+
+def header(title: str, quick: bool) -> None:
+    """What ran where: the benchmark, the CLI and the machine."""
+    version = stigmergy("--version", cwd=PROJECT, capture=True).stdout.strip()
+    mode = " (--quick: reduced sizes)" if quick else ""
+    print(f"== {title}{mode}")
+    print(
+        f"   {version} at {CLI}; Python {platform.python_version()}; "
+        f"{os.cpu_count()} CPUs; temp dir {tempfile.gettempdir()}; "
+        "bytecode cached under a temporary PYTHONPYCACHEPREFIX"
+    )
+
+
+def main_guard(body: Callable[[], None]) -> None:
+    """Run `body`; a failed command becomes one message and exit status 1."""
+    try:
+        body()
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -6,7 +6,6 @@ pass is needed for correctness; `stigmergy decay` only tidies what has faded bel
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 from stigmergy_cli.config import PressureConfig
@@ -14,6 +13,8 @@ from stigmergy_cli.config import PressureConfig
 
 def _jitter(seed: int, key: str) -> float:
     """A reproducible number in [-1, 1) for this seed and signal."""
+    import hashlib  # only the stochastic strategy needs it
+
     digest = hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**63 - 1.0
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from dataclasses import dataclass
 
 
 @functools.cache
 def hostname() -> str:
     """This machine's host name."""
-    return socket.gethostname()
+    return os.uname().nodename  # what gethostname() returns, without importing socket
 
 
 @functools.cache

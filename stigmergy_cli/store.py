@@ -171,6 +171,7 @@ class TaskStore:
             task = _from_native(native) if native is not None else None
             if task is not None and task.id != task_id:
                 task = None
+            trusted = task is not None
             try:
                 if task is None:
                     changed = True
@@ -187,7 +188,9 @@ class TaskStore:
                 )
                 continue
             seen[task_id] = state
-            if st.st_ctime_ns < racy_after_ns:
+            # A file just parsed is cached only once it is too old to change unseen; an entry
+            # already trusted (written by the writer itself, or aged) stays.
+            if trusted or st.st_ctime_ns < racy_after_ns:
                 fresh[name] = [*sig, native]
             result.records.append(TaskRecord(task, state, self.layout))
         if changed or len(fresh) != len(cache):
@@ -286,12 +289,14 @@ class TaskStore:
         """
         batch_dir = self.layout.staging / f"batch-{os.urandom(6).hex()}"
         batch_dir.mkdir(parents=True)
+        inodes: dict[str, int] = {}
         try:
             # The directory is private until the manifest exists, so plain writes will do;
             # they must be on disk before the manifest says the batch is complete.
             for task in ordered:
                 with open(batch_dir / f"{task.id}.yaml", "xb") as fh:
                     fh.write(task.to_yaml().encode())
+                    inodes[task.id] = os.fstat(fh.fileno()).st_ino
                     if len(ordered) <= _FEW:
                         os.fsync(fh.fileno())
             if len(ordered) > _FEW:
@@ -301,6 +306,30 @@ class TaskStore:
             shutil.rmtree(batch_dir, ignore_errors=True)
             raise
         self._link_batch(batch_dir)
+        self._remember_published(ordered, inodes)
+
+    def _remember_published(self, ordered: Sequence[Task], inodes: dict[str, int]) -> None:
+        """Put the files just published into the pending list cache.
+
+        We know their content exactly, so the first listing after a large import need not
+        parse thousands of files. An entry is recorded only if the file is still the very
+        inode we wrote (an agent may already have claimed and rewritten it).
+        """
+        if len(ordered) <= _FEW:
+            return
+        entries = {}
+        pending = os.fspath(self.layout.state_dir("pending"))
+        for task in ordered:
+            try:
+                st = os.lstat(f"{pending}/{task.id}.yaml")
+            except FileNotFoundError:
+                continue
+            if st.st_ino == inodes[task.id]:
+                sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+                entries[f"{task.id}.yaml"] = [*sig, task.to_native()]
+        cache = self._read_cache("pending")
+        cache.update(entries)
+        self._write_cache("pending", cache)
 
     def _link_batch(self, batch_dir: Path) -> None:
         ids = json.loads((batch_dir / _MANIFEST).read_bytes())["ids"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import math
 import os
 import re
@@ -78,10 +78,13 @@ def slugify(title: str, max_len: int = 40) -> str:
 
 def generate_id(title: str, salt: str | None = None) -> str:
     """Title slug plus a short hash, e.g. `implement-jwt-auth-3f2a1b`."""
+    import hashlib  # here, not at the top: loading OpenSSL costs start-up time
+
     digest = hashlib.sha256(f"{title}\0{salt or os.urandom(8).hex()}".encode()).hexdigest()[:6]
     return f"{slugify(title) or 'task'}-{digest}"
 
 
+@functools.lru_cache(maxsize=4096)  # tasks imported together share their times
 def format_time(ts: float) -> str:
     """Seconds since the epoch as ISO 8601 UTC with milliseconds."""
     whole = math.floor(ts)

@@ -101,3 +101,33 @@ def test_open_refuses_a_backend_it_does_not_support(env_root: Path) -> None:
     )
     with pytest.raises(Exception, match="backend 'git' is not supported"):
         open_environment(env_root, None, {})
+
+
+def test_root_discovery_from_files_agrees_with_git(env_root: Path, tmp_path: Path) -> None:
+    """The fast path (reading .git files) must give what `git rev-parse` gives."""
+    worktree = tmp_path / "outside-worktree"
+    git(env_root, "worktree", "add", "-q", "--detach", str(worktree))
+    sub = env_root / "a" / "b"
+    sub.mkdir(parents=True)
+    submodule_parent = tmp_path / "super"
+    submodule_parent.mkdir()
+    git(submodule_parent, "init", "-q", "-b", "main")
+    git(
+        submodule_parent,
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        str(env_root),
+        "child",
+    )
+    for start in (env_root, sub, worktree, submodule_parent / "child", submodule_parent):
+        fast = gitops._root_from_files(start.resolve())
+        common = Path(git(start, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+        expected = (
+            common.parent
+            if common.name == ".git"
+            else Path(git(start, "rev-parse", "--show-toplevel"))
+        )
+        assert fast == expected, start

@@ -251,3 +251,20 @@ def test_transitions_hold_the_task_lock(store: TaskStore) -> None:
             now=NOW,
             verb="cancel",
         )
+
+
+def test_a_large_import_fills_the_list_cache_with_what_it_wrote(store: TaskStore) -> None:
+    batch = [_new(f"t{i:03d}", priority=i % 100) for i in range(100)]
+    store.import_tasks(batch, NOW)
+    entries = json.loads(store.layout.task_cache("pending").read_text())["entries"]
+    assert len(entries) == 100
+    for task in batch:  # every entry matches its file's signature: a listing will trust it
+        st = store.layout.task_file("pending", task.id).stat()
+        assert entries[f"{task.id}.yaml"][:4] == [
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+        ]
+    scan = store.scan(time.time())
+    assert {r.task.id: r.task for r in scan.records} == {t.id: t for t in batch}

@@ -183,6 +183,7 @@ class Heartbeater:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_ok = monotonic()
+        self._lost = False
         self.errors = 0
 
     @property
@@ -191,8 +192,18 @@ class Heartbeater:
 
     @property
     def lost(self) -> bool:
-        """True when the last successful write is older than half the lease."""
-        return self._monotonic() - self._last_ok > self.lease / 2
+        """True once heartbeats stopped for half the lease, even if they have resumed since.
+
+        During such a gap (a full disk, a SIGSTOP, a suspended laptop) the sweep may have
+        broken the claim and given the task to someone else; only a new claim is safe.
+        """
+        return self._lost or self._monotonic() - self._last_ok > self.lease / 2
+
+    def reset(self) -> None:
+        """Forget an old gap: called when a new claim starts."""
+        with self._lock:
+            self._lost = False
+            self._last_ok = self._monotonic()
 
     def beat(self, **changes: Any) -> bool:
         """Apply `changes` (task, status, done, failed...) and write now; False if it failed."""
@@ -205,7 +216,10 @@ class Heartbeater:
             except OSError:
                 self.errors += 1
                 return False
-            self._last_ok = self._monotonic()
+            now = self._monotonic()
+            if now - self._last_ok > self.lease / 2:
+                self._lost = True
+            self._last_ok = now
             return True
 
     def start(self) -> None:

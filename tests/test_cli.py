@@ -247,3 +247,92 @@ def test_random_ids_and_titles_never_crash(
     if result.code:
         _one_error_line(result.err)
         assert snapshot(in_repo) == before
+
+
+def test_a_self_driving_agent_claims_and_gives_back(cli: Cli, in_repo: Path) -> None:
+    cli("task", "add", "First", "--id", "first", "--priority", "high")
+    cli("task", "add", "Second", "--id", "second", "--dep", "first")
+    claimed = cli("task", "claim", "--agent", "alpha", "--json")
+    assert claimed.code == 0, claimed.err
+    doc = json.loads(claimed.out)
+    assert (doc["id"], doc["status"], doc["agent"]) == ("first", "active", "alpha")
+    assert doc["token"].startswith("1.")
+    nothing = cli("task", "claim", "--agent", "beta")
+    assert nothing.code == 1
+    assert "nothing to claim for agent 'beta': 1 pending (1 blocked)" in _one_error_line(
+        nothing.err
+    )
+    locks = json.loads(cli("lock", "list", "--json").out)
+    assert [(r["task"], r["agent"], r["stale"]) for r in locks] == [("first", "alpha", False)]
+    agents = {r["agent"]: r for r in json.loads(cli("agent", "list", "--json").out)}
+    assert agents["alpha"]["state"] == "alive"
+    assert agents["alpha"]["task"] == "first"
+    assert "alpha" in cli("agent", "list").out
+    assert cli("agent", "heartbeat", "--id", "alpha").code == 0
+
+    stolen = cli("task", "release", "first", "--agent", "beta")
+    assert stolen.code == 1
+    assert "claimed by agent 'alpha', not 'beta'" in _one_error_line(stolen.err)
+    wrong_token = cli("task", "fail", "first", "--agent", "alpha", "--token", "1.nope")
+    assert wrong_token.code == 1
+    assert cli("task", "fail", "first", "--agent", "alpha", "--reason", "tests red").code == 0
+    assert json.loads(cli("task", "show", "first", "--json").out)["attempts"] == 1
+    assert cli("task", "claim", "first", "--agent", "alpha").code == 0
+    released = cli("task", "release", "first", "--agent", "alpha", "--token", doc["token"])
+    assert released.code == 1  # that token belonged to the first claim
+    assert cli("task", "release", "first", "--agent", "alpha").code == 0
+    shown = json.loads(cli("task", "show", "first", "--json").out)
+    assert (shown["status"], shown["skip_count"], shown["attempts"]) == ("pending", 1, 1)
+    assert cli("lock", "list").out == "No claims.\n"
+
+
+def test_sweep_from_the_command_line(cli: Cli, in_repo: Path) -> None:
+    assert cli("sweep").out.startswith("Nothing to sweep (0 live claims)")
+    cli("task", "add", "T", "--id", "t")
+    cli("task", "claim", "--agent", "alpha")
+    report = json.loads(cli("sweep", "--dry-run", "--json").out)
+    assert report == {"dry_run": True, "live_locks": 1, "actions": []}
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"agent": 1}', b"\xff"])
+def test_corrupt_claims_and_heartbeats_are_listed_not_fatal(
+    cli: Cli, in_repo: Path, content: bytes
+) -> None:
+    lock_dir = in_repo / ".stigmergy" / "locks" / "t.lock"
+    lock_dir.mkdir()
+    (lock_dir / "owner.json").write_bytes(content)
+    (in_repo / ".stigmergy" / "agents" / "alpha.json").write_bytes(content)
+    for args in (
+        ("lock", "list"),
+        ("lock", "list", "--json"),
+        ("agent", "list"),
+        ("agent", "list", "--json"),
+        ("sweep", "--json"),
+    ):
+        result = cli(*args)
+        assert result.code == 0, (args, result.err)
+    assert json.loads(cli("agent", "list", "--json").out)[0]["state"] == "unreadable"
+    assert json.loads(cli("lock", "list", "--json").out)[0]["problem"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["task", "claim", "--agent", "../x"], "invalid agent id"),
+        (["task", "claim"], "Missing option '--agent'"),
+        (["task", "claim", "ghost", "--agent", "a"], "no task with id 'ghost'"),
+        (["task", "claim", "--agent", "a", "--role", "a b"], "invalid role"),
+        (["task", "release", "t", "--agent", "a"], "does not hold a claim"),
+        (["task", "fail", "-x", "--agent", "a"], "No such option"),
+        (["agent", "heartbeat", "--id", "A B"], "invalid agent id"),
+    ],
+)
+def test_bad_claim_input_changes_nothing(
+    cli: Cli, in_repo: Path, args: list[str], message: str
+) -> None:
+    cli("task", "add", "T", "--id", "t")
+    before = snapshot(in_repo)
+    result = cli(*args)
+    assert result.code in (1, 2)
+    assert message in _one_error_line(result.err)
+    assert snapshot(in_repo) == before

@@ -312,7 +312,6 @@ def claim(
         tasks.validate_id(task_id)
     if role is not None:
         tasks.validate_name(role, "role")
-    heartbeats.touch_session(env.layout, agent, role=role, task=None, status="idle", now=at)
     if task_id is None:
         claimed = claims.claim_best(env.store, env.config, agent, role=role, now=at, session=True)
     else:

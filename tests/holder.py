@@ -1,0 +1,60 @@
+"""A claim holder for fault tests: claims a task as an agent process would, then obeys stdin.
+
+Run as `python tests/holder.py ROOT AGENT TASK`; prints one JSON line per step.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from stigmergy_cli import claims
+from stigmergy_cli.environment import open_environment
+from stigmergy_cli.errors import StigmergyError
+from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
+
+
+def main() -> None:
+    root, agent, task_id = sys.argv[1:4]
+    env = open_environment(Path(root), None, {})
+    beat = Heartbeat.new(agent, role=None, now=time.time())
+    heart = Heartbeater(
+        env.layout, beat, interval=env.config.heartbeat_interval, lease=env.config.lease
+    )
+    heart.start()
+    claimed = claims.claim_named(env.store, env.config, agent, task_id, role=None, now=time.time())
+    heart.beat(task=task_id, status="working")
+    print(json.dumps({"token": claimed.token}), flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "lost":
+            print(json.dumps({"lost": heart.lost}), flush=True)
+            continue
+        try:
+            if command == "release":
+                claims.release(
+                    env.store, env.config, agent, task_id, token=claimed.token, now=time.time()
+                )
+            elif command == "fail":
+                claims.fail(
+                    env.store,
+                    env.config,
+                    agent,
+                    task_id,
+                    token=claimed.token,
+                    reason="x",
+                    now=time.time(),
+                )
+            elif command == "complete":
+                with claims.owned(env.store, task_id, agent, claimed.token):
+                    pass
+        except StigmergyError as exc:
+            print(json.dumps({"refused": command, "error": str(exc)}), flush=True)
+        else:
+            print(json.dumps({"ok": command}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

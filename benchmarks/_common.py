@@ -62,6 +62,21 @@ CLI = _find_cli()
 PYTHON = CLI.parent / "python" if (CLI.parent / "python").exists() else Path(sys.executable)
 
 
+# Where the throw-away repositories go: $STIGMERGY_BENCH_TMP if set (for a machine whose
+# default temporary directory is slow to create files in), else the system's temporary directory.
+BENCH_TMP_VAR = "STIGMERGY_BENCH_TMP"
+
+
+def bench_tmp() -> str:
+    """The directory temporary repositories are made in (see BENCH_TMP_VAR)."""
+    chosen = os.environ.get(BENCH_TMP_VAR)
+    if chosen:
+        if not Path(chosen).is_dir():
+            raise SystemExit(f"{BENCH_TMP_VAR}={chosen!r} is not a directory")
+        return chosen
+    return tempfile.gettempdir()
+
+
 # Bytecode goes to a temporary tree (PYTHONPYCACHEPREFIX), so measured runs import from .pyc
 # files as an installed tool does, even when the caller's shell sets PYTHONDONTWRITEBYTECODE,
 # and no __pycache__ is written into the project.
@@ -202,7 +217,7 @@ def _git(repo: Path, *args: str) -> None:
 @contextlib.contextmanager
 def temp_repo(label: str) -> Iterator[Path]:
     """A fresh git repository with one empty commit and `stigmergy init` done; removed after."""
-    with tempfile.TemporaryDirectory(prefix=f"stigmergy-bench-{label}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"stigmergy-bench-{label}-", dir=bench_tmp()) as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
         _git(repo, "init", "-q")
@@ -247,6 +262,25 @@ def import_yaml(count: int, *, first: int = 1, prefix: str = "t") -> str:
         if i % 3 == 0 and i > first:
             out.append(f"  depends_on: [{task_id(i - 1, prefix)}]\n")
     return "".join(out)
+
+
+def plain_yaml(ids: Sequence[str]) -> str:
+    """A YAML list for `task import` of plain tasks: id, title and a varied priority only, so
+    every one is ready and open to an agent without a role."""
+    return "".join(
+        f"- id: {tid}\n  title: Plain benchmark task {n}\n  priority: {(n * 37) % 101}\n"
+        for n, tid in enumerate(ids, 1)
+    )
+
+
+def import_plain(repo: Path, ids: Sequence[str]) -> float:
+    """`task import` of `plain_yaml(ids)` into `repo`; returns its wall time."""
+    source = repo.parent / f"import-{ids[0]}-{len(ids)}.yaml"
+    source.write_text(plain_yaml(ids))
+    try:
+        return run([CLI, "task", "import", source], repo).seconds
+    finally:
+        source.unlink()
 
 
 # -- statistics and output -------------------------------------------------------------------
@@ -311,7 +345,8 @@ def header(title: str, quick: bool) -> None:
     print(f"== {title}{mode}")
     print(
         f"   {version} at {CLI}; Python {platform.python_version()}; "
-        f"{os.cpu_count()} CPUs; temp dir {tempfile.gettempdir()}; "
+        f"{os.cpu_count()} CPUs; temp dir {bench_tmp()}"
+        f"{'' if os.environ.get(BENCH_TMP_VAR) else f' (set {BENCH_TMP_VAR} to change)'}; "
         "bytecode cached under a temporary PYTHONPYCACHEPREFIX"
     )
 

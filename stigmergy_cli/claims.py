@@ -229,22 +229,40 @@ def _finish(
 
 
 def release(
-    store: TaskStore, cfg: Config, agent: str, task_id: str, *, token: str | None, now: float
+    store: TaskStore,
+    cfg: Config,
+    agent: str,
+    task_id: str,
+    *,
+    token: str | None,
+    now: float,
+    skip: bool = True,
+    reason: str | None = None,
 ) -> TaskRecord:
-    """Give a claimed task back unfinished: pending again, a skip counted, skip pressure."""
+    """Give a claimed task back unfinished, pending again.
+
+    By default that is a skip signal (skip_count and skip pressure). With `skip=False` (the
+    agent was interrupted, or its provider rate-limited it) nothing is counted against the task.
+    """
 
     def back(task: Task) -> tuple[Task, str]:
+        if not skip:
+            return task.evolve(updated_at=now), "pending"
         pressure = decay.deposit(
             task.pressure, task.pressure_at, cfg.pressure.signal_skip, now, cfg.pressure, task.id
         )
-        return task.evolve(
+        changed = task.evolve(
             skip_count=task.skip_count + 1, pressure=pressure, pressure_at=now, updated_at=now
-        ), "pending"
+        )
+        return changed, "pending"
 
     with owned(store, task_id, agent, token) as owner:
         record = _finish(store, owner, task_id, back)
-    events.append(store.layout.events, events.RELEASED, now, task=task_id, agent=agent)
-    events.append(store.layout.events, events.SKIPPED, now, task=task_id, agent=agent)
+    events.append(
+        store.layout.events, events.RELEASED, now, task=task_id, agent=agent, reason=reason
+    )
+    if skip:
+        events.append(store.layout.events, events.SKIPPED, now, task=task_id, agent=agent)
     return record
 
 

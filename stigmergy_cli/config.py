@@ -31,6 +31,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     nullable: bool = False
     exclusive_minimum: bool = False
+    item: type | None = None  # for kind=list: the type of each entry (int or str)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -65,6 +66,25 @@ SETTINGS: tuple[Setting, ...] = (
         exclusive_minimum=True,
     ),
     Setting("agent.wake_threshold", float, defaults.WAKE_THRESHOLD, minimum=0, maximum=100),
+    Setting("agent.sweep_interval", float, defaults.SWEEP_INTERVAL, minimum=0, maximum=86400),
+    Setting("agent.rate_limit_exit_codes", list, defaults.RATE_LIMIT_EXIT_CODES, item=int),
+    Setting("agent.rate_limit_patterns", list, defaults.RATE_LIMIT_PATTERNS, item=str),
+    Setting(
+        "agent.rate_limit_backoff",
+        float,
+        defaults.RATE_LIMIT_BACKOFF,
+        minimum=0,
+        maximum=86400,
+        exclusive_minimum=True,
+    ),
+    Setting(
+        "agent.rate_limit_backoff_max",
+        float,
+        defaults.RATE_LIMIT_BACKOFF_MAX,
+        minimum=0,
+        maximum=86400,
+        exclusive_minimum=True,
+    ),
     Setting("tasks.max_attempts", int, defaults.MAX_ATTEMPTS, minimum=1, maximum=1000),
     Setting(
         "tasks.timeout",
@@ -142,6 +162,11 @@ class Config:
     session_lease: float = defaults.SESSION_LEASE
     poll_interval: float = defaults.POLL_INTERVAL
     wake_threshold: float = defaults.WAKE_THRESHOLD
+    sweep_interval: float = defaults.SWEEP_INTERVAL
+    rate_limit_exit_codes: tuple[int, ...] = defaults.RATE_LIMIT_EXIT_CODES
+    rate_limit_patterns: tuple[str, ...] = defaults.RATE_LIMIT_PATTERNS
+    rate_limit_backoff: float = defaults.RATE_LIMIT_BACKOFF
+    rate_limit_backoff_max: float = defaults.RATE_LIMIT_BACKOFF_MAX
     max_attempts: int = defaults.MAX_ATTEMPTS
     task_timeout: float | None = defaults.TASK_TIMEOUT
     conflict_priority: int = defaults.CONFLICT_PRIORITY
@@ -170,12 +195,30 @@ def _flatten(doc: Mapping[str, Any], prefix: str, out: dict[str, Any], where: st
             raise ConfigError(f"{where}: unknown key '{key}'{hint}")
 
 
+def _check_list(setting: Setting, value: Any, name: str) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{name} must be a list, not {value!r}")
+    for entry in value:
+        if setting.item is int and (isinstance(entry, bool) or not isinstance(entry, int)):
+            raise ConfigError(f"{name} entries must be whole numbers, not {entry!r}")
+        if setting.item is str:
+            if not isinstance(entry, str) or not entry:
+                raise ConfigError(f"{name} entries must be non-empty strings, not {entry!r}")
+            try:
+                re.compile(entry)
+            except re.error as exc:
+                raise ConfigError(f"{name} entry {entry!r} is not a valid pattern: {exc}") from None
+    return tuple(value)
+
+
 def _check(setting: Setting, value: Any, where: str) -> Any:
     name = f"{where}: '{setting.key}'"
     if value is None:
         if setting.nullable:
             return None
         raise ConfigError(f"{name} must be set")
+    if setting.kind is list:
+        return _check_list(setting, value, name)
     if setting.kind is str:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{name} must be a non-empty string, not {value!r}")
@@ -234,6 +277,11 @@ def parse(doc: Any, where: str, environ: Mapping[str, str] | None = None) -> Con
         session_lease=values["agent.session_lease"],
         poll_interval=values["agent.poll_interval"],
         wake_threshold=values["agent.wake_threshold"],
+        sweep_interval=values["agent.sweep_interval"],
+        rate_limit_exit_codes=values["agent.rate_limit_exit_codes"],
+        rate_limit_patterns=values["agent.rate_limit_patterns"],
+        rate_limit_backoff=values["agent.rate_limit_backoff"],
+        rate_limit_backoff_max=values["agent.rate_limit_backoff_max"],
         max_attempts=values["tasks.max_attempts"],
         task_timeout=values["tasks.timeout"],
         conflict_priority=values["merge.conflict_priority"],

@@ -11,7 +11,21 @@ TARGET_BRANCH = "main"
 HEARTBEAT_INTERVAL = 5.0  # seconds between heartbeats written by the agent process
 LEASE = 60.0  # seconds without a heartbeat before a claim is stale
 SESSION_LEASE = 1800.0  # seconds a self-driving agent (`task claim`) may go without any call
-POLL_INTERVAL = 0.5  # seconds between looks at the pool when no change notification is possible
+POLL_INTERVAL = 0.1  # seconds between looks (two stat calls) at the pool while idle
+SWEEP_INTERVAL = 30.0  # an agent sweeps stale claims itself at most this often (0: never)
+# An executor stopped by its model provider's rate limit is not a failure: the task goes back
+# without an attempt and the agent waits, doubling from RATE_LIMIT_BACKOFF up to the max.
+RATE_LIMIT_EXIT_CODES: tuple[int, ...] = ()
+RATE_LIMIT_PATTERNS: tuple[str, ...] = (
+    # Claude Code, Codex, and Aider (litellm's RateLimitError)
+    r"(?i)rate[ _-]?limit(ed|error|exceeded)?\b",
+    r"(?i)\b429\b.*too many requests",
+    r"(?i)usage limit (reached|exceeded)",  # Claude Code / Codex plans
+    r"(?i)overloaded_error",  # Anthropic API
+    r"(?i)quota exceeded|insufficient_quota",  # OpenAI API
+)
+RATE_LIMIT_BACKOFF = 30.0
+RATE_LIMIT_BACKOFF_MAX = 900.0
 WAKE_THRESHOLD = 0.0  # an idle agent works only when the best claimable score reaches this
 
 # Tasks

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stigmergy_cli import atomic, config, gitops, yamlio
+from stigmergy_cli import atomic, config, gitops, templates, yamlio
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import ConfigError, Conflict, InvalidInput, NotInitialized
 from stigmergy_cli.paths import STATES, Layout, template_dir
@@ -111,9 +111,8 @@ def initialize(cwd: Path, target: str | None, environ: Mapping[str, str]) -> Ini
             directory.mkdir(parents=True, exist_ok=True)
             report.created.append(f"{directory.relative_to(root)}/")
     report.created += [f"{d.relative_to(root)}/" for d in _ensure_runtime(layout)]
-    rendered = _render(
-        (template_dir() / "config.yaml").read_text(),
-        {"target": chosen, "backend": "local", "remote": "null"},
+    rendered = templates.render(
+        "config.yaml", {"target": chosen, "backend": "local", "remote": "null"}
     )
     config.parse(yamlio.load(rendered), "config template")  # never write a config we reject
     if atomic.create_bytes(layout.config, rendered.encode()):
@@ -122,14 +121,6 @@ def initialize(cwd: Path, target: str | None, environ: Mapping[str, str]) -> Ini
     if atomic.create_bytes(layout.gitignore, gitignore):
         report.created.append(str(layout.gitignore.relative_to(root)))
     return report
-
-
-def _render(template: str, values: Mapping[str, str]) -> str:
-    # Plain ${name} replacement: the template also mentions shell variables like
-    # $STIGMERGY_PROMPT, which string.Template would try to fill.
-    for name, value in values.items():
-        template = template.replace("${" + name + "}", value)
-    return template
 
 
 def _check_target(root: Path, target: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,3 +161,144 @@ def current_branch(root: Path) -> str | None:
     """The branch checked out at `root`, also when it has no commit yet; None when detached."""
     proc = run(["symbolic-ref", "--quiet", "--short", "HEAD"], root, check=False)
     return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+# -- objects and refs ---------------------------------------------------------------------
+
+MIN_MERGE_TREE_VERSION = (2, 38)  # `git merge-tree --write-tree`
+
+
+def rev_parse(cwd: Path, rev: str) -> str | None:
+    """The commit `rev` names, or None if it names none."""
+    proc = run(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        cwd,
+        check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def is_ancestor(cwd: Path, ancestor: str, descendant: str) -> bool:
+    """Is `ancestor` reachable from `descendant`?"""
+    return (
+        run(["merge-base", "--is-ancestor", ancestor, descendant], cwd, check=False).returncode == 0
+    )
+
+
+def update_ref(
+    cwd: Path, ref: str, new: str, old: str | None = None, *, reason: str = "stigmergy"
+) -> bool:
+    """Point `ref` at `new` if it is at `old` ("" = must not exist; None = any); False if not."""
+    args = ["update-ref", "-m", reason, ref, new]
+    if old is not None:
+        args.append(old or "0" * 40)
+    return run(args, cwd, check=False).returncode == 0
+
+
+def delete_ref(cwd: Path, ref: str) -> None:
+    """Delete `ref` if it exists."""
+    run(["update-ref", "-d", ref], cwd, check=False)
+
+
+def identity(cwd: Path) -> list[str]:
+    """`-c` options giving commits an author when the repository has none configured."""
+    name = run(["config", "user.name"], cwd, check=False).stdout.strip()
+    email = run(["config", "user.email"], cwd, check=False).stdout.strip()
+    extra = []
+    if not name:
+        extra += ["-c", "user.name=stigmergy"]
+    if not email:
+        extra += ["-c", "user.email=stigmergy@localhost"]
+    return extra
+
+
+def commit_all(worktree: Path, message: str, ident: Sequence[str]) -> str | None:
+    """Commit every change in `worktree` (new files too); None when there is nothing to commit.
+
+    Hooks are not run: the task's `verify` command is the gate, and a hook waiting for input
+    would hang an unattended agent.
+    """
+    run(["add", "-A"], worktree)
+    if run(["diff", "--cached", "--quiet"], worktree, check=False).returncode == 0:
+        return None
+    run(
+        [*ident, "commit", "--no-verify", "--no-gpg-sign", "-q", "-F", "-"], worktree, stdin=message
+    )
+    head = rev_parse(worktree, "HEAD")
+    if head is None:  # pragma: no cover - a commit just succeeded
+        raise GitError("commit succeeded but HEAD names no commit")
+    return head
+
+
+def commit_tree(
+    cwd: Path, tree: str, parents: Sequence[str], message: str, ident: Sequence[str]
+) -> str:
+    """Create a commit object for `tree` with `parents` (nothing is checked out)."""
+    args = [*ident, "commit-tree", "--no-gpg-sign", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    return run([*args, "-F", "-"], cwd, stdin=message).stdout.strip()
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    clean: bool
+    tree: str | None
+    conflicts: tuple[str, ...]
+
+
+def merge_tree(cwd: Path, ours: str, theirs: str) -> MergeResult:
+    """Three-way merge of two commits without touching any index or working tree.
+
+    Exit 0 is clean, 1 is a conflict (which may list no file, e.g. some directory renames),
+    anything else is an error, never a conflict.
+    """
+    proc = run(
+        ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", ours, theirs],
+        cwd,
+        check=False,
+    )
+    if proc.returncode not in (0, 1):
+        raise GitError(
+            f"git merge-tree {ours} {theirs} failed ({proc.returncode}): {_last_line(proc.stderr)}"
+        )
+    fields = proc.stdout.split("\0")
+    tree = fields[0].strip() or None
+    files = tuple(dict.fromkeys(f for f in fields[1:] if f))
+    return MergeResult(proc.returncode == 0, tree, files)
+
+
+# -- worktrees ----------------------------------------------------------------------------
+
+
+def worktrees(root: Path) -> list[dict[str, str]]:
+    """`git worktree list --porcelain` as one mapping per worktree (worktree, HEAD, branch...)."""
+    out = run(["worktree", "list", "--porcelain", "-z"], root).stdout
+    result: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for field in out.split("\0"):
+        if not field:
+            if current:
+                result.append(current)
+                current = {}
+            continue
+        key, _, value = field.partition(" ")
+        current[key] = value
+    if current:
+        result.append(current)
+    return result
+
+
+def checked_out_at(root: Path, branch: str) -> Path | None:
+    """The worktree where `branch` is checked out, if any."""
+    for tree in worktrees(root):
+        if tree.get("branch") == f"refs/heads/{branch}":
+            return Path(tree["worktree"])
+    return None
+
+
+def version() -> tuple[int, ...]:
+    """git's version, e.g. (2, 39, 5)."""
+    out = run(["version"], Path.cwd()).stdout.split()
+    numbers = out[2].split(".") if len(out) > 2 else []
+    return tuple(int(n) for n in numbers if n.isdigit())

@@ -67,6 +67,17 @@ class Layout:
         return self.locks / ".publish.lock"
 
     @property
+    def worktree_lock(self) -> Path:
+        """flock serializing `git worktree add`, which races on .git/config.lock."""
+        return self.locks / ".worktrees.lock"
+
+    def workspace(self, agent: str) -> Path:
+        return self.workspaces / agent
+
+    def task_log(self, task_id: str, attempt: int) -> Path:
+        return self.logs / task_id / f"{attempt}.log"
+
+    @property
     def agents(self) -> Path:
         return self.env / "agents"
 

@@ -96,16 +96,25 @@ class Sweeper:
         self.grace = defaults.CLAIM_GRACE
         self.report = SweepReport(dry_run)
 
-    def run(self) -> SweepReport:
-        """Sweep once; waits for the integration lock (a merge in progress) unless dry."""
-        guard = contextlib.nullcontext() if self.dry_run else locks.integration_lock(self.layout)
-        with guard:
+    def run(self, *, wait: bool = True) -> SweepReport | None:
+        """Sweep once. Waits for the integration lock (a merge in progress) unless dry; with
+        `wait=False`, returns None at once if someone holds it (agents sweep in passing)."""
+        lock = None if self.dry_run else locks.integration_lock(self.layout)
+        if lock is not None:
+            if wait:
+                lock.acquire()
+            elif not lock.try_acquire():
+                return None
+        try:
             if not self.dry_run:
                 self.store.recover_imports()
             self._reclaim_stale_locks()
             self._reconcile_active()
             self._quarantine()
             self._clean()
+        finally:
+            if lock is not None:
+                lock.release()
         return self.report
 
     def _do(self, action: Action) -> None:
@@ -245,5 +254,12 @@ def _entries(directory: Path) -> list[os.DirEntry[str]]:
 
 
 def sweep(store: TaskStore, cfg: Config, now: float, *, dry_run: bool = False) -> SweepReport:
-    """Run one sweep pass (see the module docstring)."""
-    return Sweeper(store, cfg, now, dry_run=dry_run).run()
+    """Run one sweep pass (see the module docstring), waiting for a merge in progress."""
+    report = Sweeper(store, cfg, now, dry_run=dry_run).run()
+    assert report is not None  # waiting runs always report
+    return report
+
+
+def sweep_if_idle(store: TaskStore, cfg: Config, now: float) -> SweepReport | None:
+    """Sweep unless the integration lock is busy (then None): for agents, in passing."""
+    return Sweeper(store, cfg, now, dry_run=False).run(wait=False)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from stigmergy_cli import console, heartbeats, tasks
+from stigmergy_cli import console, heartbeats, tasks, worktrees
+from stigmergy_cli.agent_loop import Agent, AgentOptions
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env
+from stigmergy_cli.errors import EXIT_INTERRUPTED
 
 app = typer.Typer(
     help="See and keep alive the agents working in this repository.", no_args_is_help=True
@@ -69,3 +74,90 @@ def heartbeat(
         env.layout, agent, role=None, task=task, status="working" if task else "idle", now=at
     )
     console.say(f"{agent}: heartbeat at {at:.0f}" + (f" (working on {task})" if task else ""))
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    *,
+    agent: Annotated[str, typer.Option("--id", help="This agent's id.", show_default=False)],
+    command: Annotated[
+        str | None,
+        typer.Option("--exec", help="Executor run with /bin/sh -c in the agent's worktree."),
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Take tasks of this role.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Do at most one task, then exit.")] = False,
+    max_tasks: Annotated[
+        int | None, typer.Option("--max-tasks", min=1, help="Exit after this many tasks.")
+    ] = None,
+    idle_exit: Annotated[
+        float | None,
+        typer.Option("--idle-exit", min=0, help="Exit after this many seconds with nothing to do."),
+    ] = None,
+    wake_threshold: Annotated[
+        float | None,
+        typer.Option("--wake-threshold", min=0, help="Work only on tasks scoring at least this."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Do not echo executor output.")
+    ] = False,
+) -> None:
+    """Run an agent: claim, work in its worktree, verify, commit, merge, repeat."""
+    env = open_env(ctx)
+    agent = tasks.validate_id(agent, "agent id")
+    if role is not None:
+        tasks.validate_name(role, "role")
+    options = AgentOptions(agent, command, role, once, max_tasks, idle_exit, wake_threshold)
+    tag = f"[{agent}]"
+    loop = Agent(
+        env,
+        options,
+        say=lambda line: console.say(f"{tag} {line}"),
+        on_output=None if quiet else lambda line: console.say(f"{tag} | {line}"),
+    )
+    if loop.command is None:
+        console.warn(
+            f"agent {agent!r} has no executor (--exec or agent.command in config.yaml): "
+            "it will only take tasks that bring their own `command`"
+        )
+    with _stop_on_signals(loop):
+        summary = loop.run()
+    console.say(
+        f"{tag} stopped: {summary.done} done, {summary.failed} failed, "
+        f"{summary.conflicts} conflicts, {summary.given_back} given back"
+    )
+
+
+@contextlib.contextmanager
+def _stop_on_signals(loop: Agent) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish cleanly (task given back). Second: exit at once."""
+    received = []
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            console.warn("stopping after this step (again to exit at once)")
+            loop.request_stop()
+        else:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if received:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command("workspace")
+def workspace(
+    ctx: typer.Context,
+    *,
+    agent: Annotated[str, typer.Option("--id", help="The agent's id.", show_default=False)],
+) -> None:
+    """Print the agent's worktree, creating it if needed (for agents that drive themselves)."""
+    env = open_env(ctx)
+    agent = tasks.validate_id(agent, "agent id")
+    console.say(str(worktrees.ensure(env.layout, agent, env.config.target)))

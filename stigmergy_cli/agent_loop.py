@@ -1,0 +1,412 @@
+"""The agent: claim the best task, work in its own worktree, verify, commit, merge, repeat.
+
+No orchestrator: each agent process runs this loop against the shared environment. It
+heartbeats from a background thread, sweeps stale claims in passing, waits for the pool to
+change when there is nothing to do, and stops cleanly on the first Ctrl-C (the task goes back
+without an attempt counted) and at once on the second.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stigmergy_cli import claims, events, executor, gitops, merge, results, sweep, templates
+from stigmergy_cli.claims import Claimed, NothingClaimable
+from stigmergy_cli.environment import Environment
+from stigmergy_cli.errors import StigmergyError
+from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
+from stigmergy_cli.locks import NotOwner
+from stigmergy_cli.tasks import Task
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    agent: str
+    command: str | None = None  # --exec; a task's own `command` wins, config's is the default
+    role: str | None = None
+    once: bool = False
+    max_tasks: int | None = None
+    idle_exit: float | None = None  # seconds with nothing to do before exiting
+    wake_threshold: float | None = None  # overrides agent.wake_threshold
+
+
+@dataclass
+class Summary:
+    """What an agent did in one run."""
+
+    done: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    deferred: int = 0
+    given_back: int = 0
+    fenced: int = 0
+    outcomes: list[str] = field(default_factory=list)
+
+    @property
+    def attempted(self) -> int:
+        return self.done + self.failed + self.conflicts + self.deferred + self.fenced
+
+
+def _noop(_line: str) -> None:
+    pass
+
+
+class Agent:
+    """One agent process's loop over the pool."""
+
+    def __init__(
+        self,
+        env: Environment,
+        options: AgentOptions,
+        *,
+        say: Callable[[str], None] = _noop,
+        on_output: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.env = env
+        self.layout = env.layout
+        self.cfg = env.config
+        self.store = env.store
+        self.options = options
+        self.say = say
+        self.on_output = on_output
+        self.clock = clock
+        self.stop = threading.Event()
+        self.summary = Summary()
+        self._heart: Heartbeater | None = None
+        self._next_sweep = 0.0
+        self._backoff = 0.0
+        self._limited_streak = 0  # rate limits in a row: each doubles the wait
+
+    # -- control ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the current step, stop the executor, give the task back, then exit."""
+        self.stop.set()
+
+    @property
+    def command(self) -> str | None:
+        return self.options.command or self.cfg.agent_command
+
+    def can_take(self, task: Task) -> bool:
+        """Only tasks this agent can execute: its own command, or one the task brings."""
+        return bool(task.command or self.command)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        """Work until there is nothing left (with --once / --idle-exit), a limit, or a stop."""
+        agent = self.options.agent
+        heart = Heartbeater(
+            self.layout,
+            Heartbeat.new(agent, role=self.options.role, now=self.clock()),
+            interval=self.cfg.heartbeat_interval,
+            lease=self.cfg.lease,
+        )
+        self._heart = heart
+        heart.start()
+        events.append(
+            self.layout.events,
+            events.AGENT_STARTED,
+            self.clock(),
+            agent=agent,
+            role=self.options.role,
+        )
+        try:
+            self._loop()
+        finally:
+            heart.stop()
+            events.append(
+                self.layout.events,
+                events.AGENT_STOPPED,
+                self.clock(),
+                agent=agent,
+                done=self.summary.done,
+                failed=self.summary.failed,
+            )
+        return self.summary
+
+    def _loop(self) -> None:
+        idle_since: float | None = None
+        threshold = self.options.wake_threshold
+        if threshold is None:
+            threshold = self.cfg.wake_threshold
+        while not self.stop.is_set():
+            if (
+                self.options.max_tasks is not None
+                and self.summary.attempted >= self.options.max_tasks
+            ):
+                return
+            self._sweep_in_passing()
+            if self._backoff and self._wait(self._backoff):
+                return
+            self._backoff = 0.0
+            try:
+                claimed = claims.claim_best(
+                    self.store,
+                    self.cfg,
+                    self.options.agent,
+                    role=self.options.role,
+                    now=self.clock(),
+                    can_take=self.can_take,
+                    min_score=threshold or None,
+                )
+            except NothingClaimable as exc:
+                if self.options.once:
+                    self.say(str(exc))
+                    return
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if (
+                    self.options.idle_exit is not None
+                    and now - idle_since >= self.options.idle_exit
+                ):
+                    self.say(f"idle for {now - idle_since:.0f}s; exiting")
+                    return
+                self._wait_for_change(idle_since)
+                continue
+            idle_since = None
+            self._work(claimed)
+            if self.options.once:
+                return
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep, waking early on a stop; True if stopped."""
+        return self.stop.wait(seconds)
+
+    def _pool_signature(self) -> tuple[int, ...]:
+        # A task added, released or finished renames a file in or out of one of these.
+        signature = []
+        for state in ("pending", "done"):
+            try:
+                signature.append(self.layout.state_dir(state).stat().st_mtime_ns)
+            except FileNotFoundError:
+                signature.append(0)
+        return tuple(signature)
+
+    def _wait_for_change(self, idle_since: float) -> None:
+        """Idle cheaply (two stat calls per poll) until the pool changes, a sweep is due, or
+        --idle-exit runs out."""
+        before = self._pool_signature()
+        if self._heart is not None:
+            self._heart.beat(status="idle", task=None)
+        while not self.stop.wait(self.cfg.poll_interval):
+            if self._pool_signature() != before:
+                return
+            if self.cfg.sweep_interval and time.monotonic() >= self._next_sweep:
+                return
+            idle_exit = self.options.idle_exit
+            if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                return
+
+    def _sweep_in_passing(self) -> None:
+        if not self.cfg.sweep_interval or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + self.cfg.sweep_interval
+        try:
+            report = sweep.sweep_if_idle(self.store, self.cfg, self.clock())
+        except StigmergyError as exc:
+            self.say(f"sweep failed: {exc}")
+            return
+        for action in report.actions if report else []:
+            self.say(f"swept {action.target}: {action.kind} ({action.reason})")
+
+    # -- one task --------------------------------------------------------------------------
+
+    def _work(self, claimed: Claimed) -> None:
+        task = claimed.record.task
+        heart = self._heart
+        assert heart is not None
+        heart.reset()
+        heart.beat(task=task.id, status="working")
+        self.say(f"claimed {task.id}: {task.title}")
+        try:
+            outcome = self._attempt(claimed)
+        except StigmergyError as exc:
+            outcome = self._fail(claimed, f"{type(exc).__name__}: {exc}")
+        finally:
+            claimed.claim.close()
+            heart.beat(task=None, status="idle", done=self.summary.done, failed=self.summary.failed)
+        self.summary.outcomes.append(f"{task.id}: {outcome}")
+
+    def _attempt(self, claimed: Claimed) -> str:
+        task = claimed.record.task
+        attempt = task.attempts + 1
+        log_path = self.layout.task_log(task.id, attempt)
+        started = self.clock()
+        worktree = results.prepare(self.layout, self.cfg, self.options.agent, task, started)
+        events.append(
+            self.layout.events,
+            events.STARTED,
+            started,
+            task=task.id,
+            agent=self.options.agent,
+            attempt=attempt,
+        )
+        command = task.command or self.command
+        assert command is not None  # can_take guarantees one
+        timeout = task.timeout if task.timeout is not None else self.cfg.task_timeout
+        run = executor.run(
+            command,
+            cwd=worktree,
+            env=executor.environment(self._task_env(task, worktree, attempt)),
+            log_path=log_path,
+            timeout=timeout,
+            stop=self.stop,
+            on_line=self.on_output,
+        )
+        if run.stopped:
+            return self._give_back(claimed, "interrupted")
+        if executor.rate_limited(run, self.cfg.rate_limit_exit_codes, self.cfg.rate_limit_patterns):
+            self._set_backoff()
+            return self._give_back(claimed, f"rate-limited; waiting {self._backoff:.0f}s")
+        self._limited_streak = 0
+        if not run.ok:
+            why = (
+                f"timed out after {timeout:g}s" if run.timed_out else f"executor exited {run.code}"
+            )
+            return self._fail(claimed, why, worktree)
+        if task.verify:
+            check = executor.run(
+                task.verify,
+                cwd=worktree,
+                env=executor.environment(self._task_env(task, worktree, attempt)),
+                log_path=log_path,
+                timeout=timeout,
+                stop=self.stop,
+                on_line=self.on_output,
+            )
+            if check.stopped:
+                return self._give_back(claimed, "interrupted")
+            if not check.ok:
+                why = "verify timed out" if check.timed_out else f"verify exited {check.code}"
+                return self._fail(claimed, why, worktree)
+        left = results.unresolved(worktree, task)
+        if left:
+            return self._fail(claimed, f"conflict markers left in {', '.join(left)}", worktree)
+        if self._heart is not None and self._heart.lost:
+            return self._fenced(claimed, worktree)
+        commit = results.commit(self.layout, self.cfg, worktree, task, self.options.agent)
+        if self._heart is not None:
+            self._heart.beat(status="merging")
+        outcome = merge.integrate(
+            self.store,
+            self.cfg,
+            task_id=task.id,
+            agent=self.options.agent,
+            token=claimed.token,
+            result=commit,
+            now=self.clock(),
+            log=str(log_path.relative_to(self.layout.env)),
+        )
+        return self._record(task, outcome)
+
+    def _record(self, task: Task, outcome: merge.Outcome) -> str:
+        if outcome.kind == "fenced":
+            self.summary.fenced += 1
+            self.say(f"{task.id}: {outcome.detail}")
+        elif outcome.kind == "conflict":
+            self.summary.conflicts += 1
+            self.say(
+                f"{task.id}: conflict in {', '.join(outcome.files) or 'the merge'}; "
+                f"created {outcome.conflict_task}"
+            )
+        elif outcome.kind == "deferred":
+            self.summary.deferred += 1
+            self.say(f"{task.id}: done, merge deferred ({outcome.detail})")
+        else:
+            self.summary.done += 1
+            what = (outcome.merge_commit or "")[:10] if outcome.kind == "merged" else "no change"
+            self.say(f"{task.id}: merged ({what})")
+        return outcome.kind
+
+    def _task_env(self, task: Task, worktree: Path, attempt: int) -> dict[str, str]:
+        verify_note = f"When you finish, this must pass: {task.verify}" if task.verify else ""
+        prompt = templates.render(
+            "prompt.md",
+            {
+                "agent": self.options.agent,
+                "worktree": str(worktree),
+                "task_id": task.id,
+                "title": task.title,
+                "description": task.description or "",
+                "verify_note": verify_note,
+            },
+        )
+        return {
+            "STIGMERGY_TASK_ID": task.id,
+            "STIGMERGY_TASK_FILE": str(self.layout.task_file("active", task.id)),
+            "STIGMERGY_TASK_TITLE": task.title,
+            "STIGMERGY_PROMPT": prompt,
+            "STIGMERGY_AGENT": self.options.agent,
+            "STIGMERGY_ROOT": str(self.layout.root),
+            "STIGMERGY_WORKTREE": str(worktree),
+            "STIGMERGY_ATTEMPT": str(attempt),
+        }
+
+    def _give_back(self, claimed: Claimed, why: str) -> str:
+        task = claimed.record.task
+        self.say(f"{task.id}: given back ({why})")
+        self.summary.given_back += 1
+        claims.release(
+            self.store,
+            self.cfg,
+            self.options.agent,
+            task.id,
+            token=claimed.token,
+            now=self.clock(),
+            skip=False,
+            reason=why,
+        )
+        return "given back"
+
+    def _fail(self, claimed: Claimed, why: str, worktree: Path | None = None) -> str:
+        task = claimed.record.task
+        if worktree is not None:
+            tip = gitops.rev_parse(self.layout.root, f"refs/heads/{self.cfg.target}")
+            label = f"{task.id}/{task.attempts + 1}"
+            kept = results.save_leftovers(self.layout, worktree, label, tip, self.clock())
+            if kept:
+                why += f"; work kept at {kept}"
+        self.say(f"{task.id}: failed ({why})")
+        self.summary.failed += 1
+        try:
+            claims.fail(
+                self.store,
+                self.cfg,
+                self.options.agent,
+                task.id,
+                token=claimed.token,
+                reason=why,
+                now=self.clock(),
+            )
+        except NotOwner:
+            self.summary.fenced += 1
+        return "failed"
+
+    def _fenced(self, claimed: Claimed, worktree: Path) -> str:
+        """Our heartbeat lapsed: the task may be someone else's now. Keep the work; change
+        nothing else."""
+        task = claimed.record.task
+        tip = gitops.rev_parse(self.layout.root, f"refs/heads/{self.cfg.target}")
+        kept = results.save_leftovers(
+            self.layout, worktree, f"{task.id}/lost-{task.attempts + 1}", tip, self.clock()
+        )
+        self.summary.fenced += 1
+        self.say(
+            f"{task.id}: heartbeat lapsed; not merging"
+            + (f" (work kept at {kept})" if kept else "")
+        )
+        return "fenced"
+
+    def _set_backoff(self) -> None:
+        """Capped exponential backoff with jitter, so rate-limited agents do not return together."""
+        self._limited_streak += 1
+        base = self.cfg.rate_limit_backoff * 2 ** (self._limited_streak - 1)
+        capped = min(self.cfg.rate_limit_backoff_max, base)
+        self._backoff = capped * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security

@@ -1,0 +1,137 @@
+"""Running a task's command: /bin/sh -c in the agent's worktree, output to the log and a sink.
+
+Task data reaches the command only through its environment, never spliced into the command
+line. The command runs in its own session so a timeout or Ctrl-C stops its whole process group
+(a coding agent spawns shells, test runners, language servers...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stigmergy_cli.gitops import git_env
+
+KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of the process group
+TAIL_LINES = 200  # lines kept to recognize a rate limit and to report a failure
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    code: int | None  # None when it was killed (timeout, stop)
+    seconds: float
+    timed_out: bool
+    stopped: bool
+    tail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and not self.timed_out and not self.stopped
+
+
+def environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment, without git variables that would point at the wrong repo."""
+    env = git_env()
+    env.pop("GIT_TERMINAL_PROMPT", None)  # the executor is not git; let it decide
+    env.update(extra)
+    return env
+
+
+def run(
+    command: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float | None,
+    stop: threading.Event,
+    on_line: Callable[[str], None] | None = None,
+) -> ExecResult:
+    """Run `command`; stream its output to `log_path` and `on_line`; kill it on timeout or stop."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    with log_path.open("ab") as log:
+        log.write(f"$ {command}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        reader = threading.Thread(target=_pump, args=(proc.stdout, log, tail, on_line), daemon=True)
+        reader.start()
+        timed_out = stopped = False
+        while True:
+            try:
+                code: int | None = proc.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if timeout is not None and time.monotonic() - started > timeout:
+                timed_out = True
+            elif stop.is_set():
+                stopped = True
+            else:
+                continue
+            _kill_group(proc)
+            code = None
+            break
+        reader.join(timeout=KILL_GRACE)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        elapsed = time.monotonic() - started
+        outcome = "timed out" if timed_out else "stopped" if stopped else f"exit {code}"
+        log.write(f"[stigmergy] {outcome} after {elapsed:.1f}s\n".encode())
+    return ExecResult(code, elapsed, timed_out, stopped, "".join(tail))
+
+
+def _pump(
+    stream: object,
+    log: object,
+    tail: deque[str],
+    on_line: Callable[[str], None] | None,
+) -> None:
+    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        log.write(raw)  # type: ignore[attr-defined]
+        log.flush()  # type: ignore[attr-defined]
+        line = raw.decode(errors="replace")
+        tail.append(line)
+        if on_line is not None:
+            on_line(line.rstrip("\n"))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the whole process group, then SIGKILL whatever is left after a grace period."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def rate_limited(result: ExecResult, exit_codes: Sequence[int], patterns: Sequence[str]) -> bool:
+    """Did the executor stop because its model provider is rate-limiting?"""
+    if result.code is not None and result.code != 0 and result.code in exit_codes:
+        return True
+    if result.ok:
+        return False
+    return any(re.search(pattern, result.tail) for pattern in patterns)

@@ -1,0 +1,303 @@
+"""Integrating a result into the target branch, fenced by the claim's token.
+
+Under the integration lock: check the caller still holds the claim (else keep its commit under
+refs/stigmergy/salvage/ and change nothing else); keep the result at
+refs/stigmergy/results/<task>; three-way merge it with the target's tip using
+`git merge-tree --write-tree` (nothing checked out is touched); then move the target with a
+compare-and-swap. When the target is checked out (usually in the user's own worktree), that
+checkout is fast-forwarded only if git can do it without touching local changes; otherwise
+the task is left done with `merged: false` for `stigmergy integrate`. A conflict becomes a
+`merge_conflict` task; resolving and merging it completes the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from stigmergy_cli import events, gitops, locks, tasks
+from stigmergy_cli.config import Config
+from stigmergy_cli.errors import Conflict, GitError, StigmergyError
+from stigmergy_cli.store import TaskRecord, TaskStore
+from stigmergy_cli.tasks import Task
+
+RESULTS = "refs/stigmergy/results/"
+SALVAGE = "refs/stigmergy/salvage/"
+CONFLICT_TYPE = "merge_conflict"
+_CAS_RETRIES = 8  # someone moved the target outside our lock (a person committing): try again
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a result."""
+
+    kind: str  # merged | unchanged | conflict | deferred | fenced
+    task: str
+    result: str | None = None
+    merge_commit: str | None = None
+    conflict_task: str | None = None
+    files: tuple[str, ...] = ()
+    detail: str = ""
+
+    @property
+    def merged(self) -> bool:
+        return self.kind in ("merged", "unchanged")
+
+
+@dataclass
+class _Target:
+    branch: str
+    ref: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ref = f"refs/heads/{self.branch}"
+
+
+def conflict_task_id(task_id: str) -> str:
+    """The deterministic id of the task that resolves `task_id`'s merge conflict."""
+    candidate = f"{task_id}.conflict"
+    if len(candidate) <= 64:
+        return candidate
+    digest = hashlib.sha256(task_id.encode()).hexdigest()[:8]
+    return f"{task_id[:45]}-{digest}.conflict"
+
+
+def _trailers(task: Task, agent: str) -> str:
+    return f"\n\nStigmergy-Task: {task.id}\nStigmergy-Agent: {agent}\n"
+
+
+def commit_message(task: Task, agent: str) -> str:
+    """The result commit's message: the title, and trailers naming the task and the agent."""
+    body = (task.description or "").strip()
+    return task.title + (f"\n\n{body}" if body else "") + _trailers(task, agent)
+
+
+def integrate(
+    store: TaskStore,
+    cfg: Config,
+    *,
+    task_id: str,
+    agent: str,
+    token: str,
+    result: str | None,
+    now: float,
+    log: str | None = None,
+) -> Outcome:
+    """Land `result` (a commit, or None for "no change") for the claim `token` on `task_id`."""
+    layout = store.layout
+    root = layout.root
+    with locks.integration_lock(layout):
+        info = locks.inspect(layout, task_id)
+        if info is None or info.owner is None or info.owner.token != token:
+            return _salvage(store, task_id, agent, token, result, now)
+        record = store.get(task_id)
+        if record.state != "active":
+            raise Conflict(f"task {task_id!r} is {record.state}, not active")
+        if result is not None:
+            gitops.update_ref(
+                root, f"{RESULTS}{task_id}", result, reason=f"stigmergy result of {task_id}"
+            )
+        outcome = _land(store, cfg, record.task, agent, result)
+        if outcome.kind == "conflict":
+            conflict = _conflict_task(store, cfg, record.task, outcome, now)
+            outcome = replace(outcome, conflict_task=conflict)
+        _finish(store, record, agent, token, outcome, now, log)
+    events.append(
+        layout.events,
+        {"merged": events.MERGED, "unchanged": events.MERGED, "conflict": events.CONFLICT}.get(
+            outcome.kind, events.SUCCEEDED
+        ),
+        now,
+        task=task_id,
+        agent=agent,
+        outcome=outcome.kind,
+        commit=outcome.merge_commit or outcome.result,
+        conflict_task=outcome.conflict_task,
+        files=list(outcome.files) or None,
+        detail=outcome.detail or None,
+    )
+    return outcome
+
+
+def _salvage(
+    store: TaskStore, task_id: str, agent: str, token: str, result: str | None, now: float
+) -> Outcome:
+    """A claim that is no longer ours: keep the work where nobody will merge it by accident."""
+    ref = f"{SALVAGE}{task_id}/{token}"
+    if result is not None:
+        gitops.update_ref(store.layout.root, ref, result, reason=f"stigmergy salvage of {task_id}")
+    detail = (
+        f"claim lost before merging; work kept at {ref}" if result else "claim lost before merging"
+    )
+    events.append(
+        store.layout.events,
+        events.FAILED,
+        now,
+        task=task_id,
+        agent=agent,
+        reason=detail,
+        salvage=ref,
+    )
+    return Outcome("fenced", task_id, result, detail=detail)
+
+
+def _land(store: TaskStore, cfg: Config, task: Task, agent: str, result: str | None) -> Outcome:
+    """Merge `result` into the target and move it; retry if the target moved meanwhile."""
+    root = store.layout.root
+    target = _Target(cfg.target)
+    for _ in range(_CAS_RETRIES):
+        old = gitops.rev_parse(root, target.ref)
+        if old is None:
+            raise GitError(f"target branch {target.branch!r} has no commit")
+        if result is None or gitops.is_ancestor(root, result, old):
+            return Outcome("unchanged", task.id, result, merge_commit=old)
+        if gitops.is_ancestor(root, old, result):
+            new = result  # the result was built on the tip: fast-forward
+        else:
+            merged = gitops.merge_tree(root, old, result)
+            if not merged.clean or merged.tree is None:
+                return Outcome("conflict", task.id, result, files=merged.conflicts)
+            message = f"Merge {task.id}: {task.title}" + _trailers(task, agent)
+            new = gitops.commit_tree(
+                root, merged.tree, [old, result], message, gitops.identity(root)
+            )
+        moved = _advance(root, target, old, new)
+        if moved is None:
+            continue  # the target moved under us: merge again with its new tip
+        if not moved:
+            return Outcome(
+                "deferred",
+                task.id,
+                result,
+                merge_commit=new,
+                detail=f"{target.branch} is checked out with local changes in the way; "
+                "run `stigmergy integrate` once they are committed or stashed",
+            )
+        return Outcome("merged", task.id, result, merge_commit=new)
+    raise StigmergyError(
+        f"target branch {target.branch!r} kept moving; gave up merging {task.id!r}"
+    )
+
+
+def _advance(root: Path, target: _Target, old: str, new: str) -> bool | None:
+    """Move the target from `old` to `new`: True done, False blocked by local changes,
+    None if the target is no longer at `old`."""
+    checkout = gitops.checked_out_at(root, target.branch)
+    if checkout is None:
+        return (
+            True
+            if gitops.update_ref(root, target.ref, new, old, reason="stigmergy merge")
+            else None
+        )
+    if gitops.rev_parse(checkout, "HEAD") != old:
+        return None
+    # A fast-forward in that worktree moves the branch, the index and the files together, and
+    # refuses (changing nothing) if a local change would be overwritten. Hooks are not run.
+    proc = gitops.run(
+        ["-c", "core.hooksPath=/dev/null", "merge", "--ff-only", "--quiet", new],
+        checkout,
+        check=False,
+    )
+    if proc.returncode == 0:
+        return True
+    return None if gitops.rev_parse(checkout, "HEAD") != old else False
+
+
+def _finish(
+    store: TaskStore,
+    record: TaskRecord,
+    agent: str,
+    token: str,
+    outcome: Outcome,
+    now: float,
+    log: str | None,
+) -> None:
+    """Record the outcome on the task, move it to done, release the claim (integration lock
+    held)."""
+    task = record.task
+    result: dict[str, Any] = {
+        "outcome": outcome.kind,
+        "agent": agent,
+        "commit": outcome.result,
+        "merge_commit": outcome.merge_commit,
+        "merged": outcome.merged,
+        "conflict_task": outcome.conflict_task,
+        "finished_at": now,
+        "log": log,
+    }
+    result = {key: value for key, value in result.items() if value is not None}
+    store.write(record, task.evolve(result=result, updated_at=now), "done")
+    locks.remove(store.layout, task.id, token, agent)
+    if outcome.merged and task.type == CONFLICT_TYPE:
+        _complete_originals(store, task, outcome, now)
+
+
+def _conflict_task(store: TaskStore, cfg: Config, task: Task, outcome: Outcome, now: float) -> str:
+    """Create (once) the high-priority task that resolves this conflict."""
+    conflict_id = conflict_task_id(task.id)
+    if store.locate(conflict_id) is not None:
+        return conflict_id
+    files = (
+        "\n".join(f"- {name}" for name in outcome.files) or "- (git listed no file; see the merge)"
+    )
+    description = (
+        f"Merging the result of task {task.id!r} ({task.title}) into {cfg.target} conflicted.\n"
+        f"Conflicting files:\n{files}\n\n"
+        f"Your worktree has the merge in progress with the conflict markers in place. Resolve "
+        f"every conflict so that both changes are kept, and leave no conflict markers.\n"
+    )
+    if task.description:
+        description += f"\nThe original task:\n{task.description}\n"
+    doc = {
+        "id": conflict_id,
+        "title": f"Resolve merge conflict: {task.title}"[: tasks.MAX_TITLE],
+        "description": description,
+        "type": CONFLICT_TYPE,
+        "priority": cfg.conflict_priority,
+        "role": task.role,
+        "verify": task.verify,
+        "timeout": task.timeout,
+        "labels": list(task.labels),
+        "conflict": {
+            "task": task.id,
+            "theirs": outcome.result,
+            "files": list(outcome.files),
+        },
+    }
+    conflict = tasks.new_task(doc, now=now, created_by="stigmergy")
+    try:
+        store.add(conflict, now)
+    except Conflict:  # made by someone else a moment ago
+        pass
+    return conflict_id
+
+
+def conflict_of(task: Task) -> dict[str, Any] | None:
+    """The `conflict:` section of a merge_conflict task (which result to merge), if valid."""
+    section = task.extra.get("conflict")
+    if task.type != CONFLICT_TYPE or not isinstance(section, dict):
+        return None
+    if not isinstance(section.get("theirs"), str) or not isinstance(section.get("task"), str):
+        return None
+    return section
+
+
+def _complete_originals(store: TaskStore, task: Task, outcome: Outcome, now: float) -> None:
+    """A resolved conflict landed: the task it resolved (and so on up the chain) is merged."""
+    current: Task | None = task
+    while current is not None and (section := conflict_of(current)) is not None:
+        original_id = section["task"]
+        try:
+            with locks.exclusive(
+                store.layout, original_id, who="integrate", now=now, lease=60, integration_held=True
+            ):
+                record = store.get(original_id)
+                result = dict(record.task.result or {})
+                result.update(merged=True, merge_commit=outcome.merge_commit, merged_by=task.id)
+                store.write(record, record.task.evolve(result=result, updated_at=now))
+        except StigmergyError:
+            return
+        events.append(store.layout.events, events.MERGED, now, task=original_id, via=task.id)
+        current = record.task

@@ -1,0 +1,90 @@
+"""From a worktree to a result: prepare it for a task, keep leftovers, commit the outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stigmergy_cli import gitops, merge, worktrees
+from stigmergy_cli.config import Config
+from stigmergy_cli.errors import GitError
+from stigmergy_cli.paths import Layout
+from stigmergy_cli.tasks import Task
+
+ATTEMPTS = "refs/stigmergy/attempts/"
+
+
+def save_leftovers(
+    layout: Layout, worktree: Path, label: str, tip: str | None, now: float
+) -> str | None:
+    """Keep whatever the worktree holds beyond the target (uncommitted changes or commits).
+
+    Stored at refs/stigmergy/attempts/<label>/<time> so a reset never loses work; returns the
+    ref, or None when there was nothing to keep.
+    """
+    try:
+        made = gitops.commit_all(worktree, f"Leftovers of {label}\n", gitops.identity(worktree))
+    except GitError:
+        made = None
+    head = made or gitops.rev_parse(worktree, "HEAD")
+    if head is None:
+        return None
+    if made is None:
+        if tip is not None and gitops.is_ancestor(layout.root, head, tip):
+            return None  # nothing beyond the target
+        kept = gitops.run(
+            [
+                "for-each-ref",
+                "--count=1",
+                "--contains",
+                head,
+                "--format=%(refname)",
+                "refs/stigmergy/",
+            ],
+            layout.root,
+        )
+        if kept.stdout.strip():
+            return None  # already kept as a result, an attempt or a salvage
+    ref = f"{ATTEMPTS}{label}/{int(now * 1000)}"
+    gitops.update_ref(layout.root, ref, head, reason="stigmergy keeps leftovers")
+    return ref
+
+
+def prepare(layout: Layout, cfg: Config, agent: str, task: Task, now: float) -> Path:
+    """The agent's worktree at the target's tip, ready for `task` (a merge in progress for a
+    conflict task), after keeping anything the previous task left behind."""
+    worktree = worktrees.ensure(layout, agent, cfg.target)
+    tip = gitops.rev_parse(layout.root, f"refs/heads/{cfg.target}")
+    if tip is None:
+        raise GitError(f"target branch {cfg.target!r} has no commit")
+    save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now)
+    worktrees.reset(worktree, tip)
+    conflict = merge.conflict_of(task)
+    if conflict is not None:
+        worktrees.start_merge(worktree, conflict["theirs"])
+    return worktree
+
+
+def unresolved(worktree: Path, task: Task) -> list[str]:
+    """Files of a conflict task that still hold conflict markers."""
+    conflict = merge.conflict_of(task)
+    if conflict is None:
+        return []
+    files = [f for f in conflict.get("files", []) if isinstance(f, str)]
+    return worktrees.conflict_markers(worktree, files)
+
+
+def commit(layout: Layout, cfg: Config, worktree: Path, task: Task, agent: str) -> str | None:
+    """Commit everything in the worktree as the task's result; None when nothing changed.
+
+    Commits the agent made itself count too: the result is HEAD whenever it is not already on
+    the target.
+    """
+    message = merge.commit_message(task, agent)
+    made = gitops.commit_all(worktree, message, gitops.identity(worktree))
+    if made is not None:
+        return made
+    head = gitops.rev_parse(worktree, "HEAD")
+    tip = gitops.rev_parse(layout.root, f"refs/heads/{cfg.target}")
+    if head is None or (tip is not None and gitops.is_ancestor(layout.root, head, tip)):
+        return None
+    return head

@@ -1,0 +1,98 @@
+"""One git worktree per agent, at .stigmergy/workspaces/<agent> on branch stigmergy/<agent>.
+
+Worktrees are created one at a time under a flock: parallel `git worktree add` races on
+.git/config.lock (seen in several agent runners), and `--no-track` keeps it from writing
+upstream config at all. A worktree is reset to the target's tip before each task; whatever
+it held was saved under refs/stigmergy/ first, so the reset loses nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stigmergy_cli import gitops
+from stigmergy_cli.errors import StigmergyError
+from stigmergy_cli.oslock import FileLock
+from stigmergy_cli.paths import Layout
+
+BRANCH_PREFIX = "stigmergy/"
+
+
+class WorkspaceError(StigmergyError):
+    """An agent's worktree cannot be created or used."""
+
+
+def branch(agent: str) -> str:
+    """The branch an agent's worktree has checked out."""
+    return f"{BRANCH_PREFIX}{agent}"
+
+
+def is_worktree(path: Path) -> bool:
+    """Is `path` a linked worktree (its .git is a file pointing into the repository)?"""
+    return (path / ".git").is_file()
+
+
+def ensure(layout: Layout, agent: str, target: str) -> Path:
+    """The agent's worktree, created from the target's tip if it does not exist yet."""
+    path = layout.workspace(agent)
+    if is_worktree(path):
+        return path
+    with FileLock(layout.worktree_lock):
+        if is_worktree(path):  # another process of this agent made it while we waited
+            return path
+        root = layout.root
+        if path.exists() and any(path.iterdir()):
+            raise WorkspaceError(f"{path} exists and is not a git worktree; move it away first")
+        gitops.run(["worktree", "prune"], root)  # forget worktrees whose directory was deleted
+        base = gitops.rev_parse(root, f"refs/heads/{target}")
+        if base is None:
+            raise WorkspaceError(
+                f"target branch {target!r} has no commit yet; commit something first"
+            )
+        name = branch(agent)
+        if gitops.rev_parse(root, f"refs/heads/{name}") is not None:
+            # Keep the branch (it may hold work); check it out again.
+            gitops.run(["worktree", "add", "--quiet", str(path), name], root)
+        else:
+            gitops.run(
+                ["worktree", "add", "--quiet", "--no-track", "-b", name, str(path), base], root
+            )
+    return path
+
+
+def reset(path: Path, commit: str) -> None:
+    """Make the worktree exactly `commit`: no local change, no merge in progress."""
+    gitops.run(["reset", "--hard", "--quiet", commit], path)
+    gitops.run(["clean", "-ffdq"], path)
+
+
+def start_merge(path: Path, theirs: str) -> None:
+    """Begin merging `theirs` into the worktree's HEAD and leave the conflicts in the files."""
+    ident = gitops.identity(path)
+    proc = gitops.run(
+        [*ident, "merge", "--no-ff", "--no-commit", "--no-verify", theirs], path, check=False
+    )
+    if proc.returncode not in (0, 1):
+        raise WorkspaceError(f"could not start the merge of {theirs[:12]}: {proc.stderr.strip()}")
+
+
+def merge_in_progress(path: Path) -> bool:
+    """Is a merge waiting to be concluded in this worktree?"""
+    return (
+        gitops.run(["rev-parse", "-q", "--verify", "MERGE_HEAD"], path, check=False).returncode == 0
+    )
+
+
+def conflict_markers(path: Path, files: list[str]) -> list[str]:
+    """The files among `files` that still hold conflict markers."""
+    marked = []
+    for name in files:
+        try:
+            text = (path / name).read_bytes()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith((b"<<<<<<< ", b">>>>>>> ")) or line == b"=======":
+                marked.append(name)
+                break
+    return marked

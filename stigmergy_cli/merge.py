@@ -301,3 +301,57 @@ def _complete_originals(store: TaskStore, task: Task, outcome: Outcome, now: flo
             return
         events.append(store.layout.events, events.MERGED, now, task=original_id, via=task.id)
         current = record.task
+
+
+def finish_deferred(store: TaskStore, cfg: Config, task_id: str, now: float) -> Outcome:
+    """Try again to land a done task whose merge was deferred (its checkout was in the way)."""
+    layout = store.layout
+    with (
+        locks.integration_lock(layout),
+        locks.exclusive(
+            layout, task_id, who="integrate", now=now, lease=cfg.lease, integration_held=True
+        ),
+    ):
+        record = store.get(task_id)
+        result = dict(record.task.result or {})
+        if record.state != "done" or result.get("outcome") != "deferred" or result.get("merged"):
+            raise Conflict(f"task {task_id!r} has no merge waiting")
+        agent = str(result.get("agent") or "integrate")
+        commit = result.get("commit")
+        outcome = _land(store, cfg, record.task, agent, commit if isinstance(commit, str) else None)
+        if outcome.kind == "conflict":
+            outcome = replace(
+                outcome, conflict_task=_conflict_task(store, cfg, record.task, outcome, now)
+            )
+        result.update(
+            outcome=outcome.kind,
+            merged=outcome.merged,
+            merge_commit=outcome.merge_commit,
+            conflict_task=outcome.conflict_task,
+        )
+        store.write(
+            record,
+            record.task.evolve(
+                result={k: v for k, v in result.items() if v is not None}, updated_at=now
+            ),
+        )
+    if outcome.merged:
+        events.append(
+            layout.events,
+            events.MERGED,
+            now,
+            task=task_id,
+            commit=outcome.merge_commit,
+            via="integrate",
+        )
+    return outcome
+
+
+def deferred(store: TaskStore, now: float) -> list[str]:
+    """Ids of done tasks whose merge is waiting for `stigmergy integrate`."""
+    found = []
+    for record in store.scan(now, states=("done",)).records:
+        result = record.task.result or {}
+        if result.get("outcome") == "deferred" and not result.get("merged"):
+            found.append(record.task.id)
+    return found

@@ -96,3 +96,23 @@ def conflict_markers(path: Path, files: list[str]) -> list[str]:
                 marked.append(name)
                 break
     return marked
+
+
+def agents_with_worktrees(layout: Layout) -> list[str]:
+    """Agents that have a worktree under .stigmergy/workspaces/."""
+    try:
+        return sorted(p.name for p in layout.workspaces.iterdir() if is_worktree(p))
+    except FileNotFoundError:
+        return []
+
+
+def remove(layout: Layout, agent: str) -> None:
+    """Remove an agent's worktree and branch; save anything unmerged first
+    (results.save_leftovers)."""
+    root = layout.root
+    path = layout.workspace(agent)
+    with FileLock(layout.worktree_lock):
+        if is_worktree(path):
+            gitops.run(["worktree", "remove", "--force", str(path)], root)
+        gitops.run(["worktree", "prune"], root)
+        gitops.run(["branch", "-D", "--quiet", branch(agent)], root, check=False)

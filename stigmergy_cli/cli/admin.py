@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stigmergy_cli import console
+from stigmergy_cli import console, merge, tasks
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, options
 from stigmergy_cli.environment import ROOT_ENV_VAR, initialize
@@ -60,7 +60,35 @@ def sweep(
         render.sweep_report(report)
 
 
+def integrate(
+    ctx: typer.Context,
+    task_id: Annotated[
+        str | None, typer.Argument(help="One task (default: every deferred merge).")
+    ] = None,
+) -> None:
+    """Finish merges that were deferred because the target's checkout had local changes."""
+    env = open_env(ctx)
+    at = now()
+    ids = [tasks.validate_id(task_id)] if task_id else merge.deferred(env.store, at)
+    if not ids:
+        console.say("No merges are waiting.")
+        return
+    waiting = 0
+    for one in ids:
+        outcome = merge.finish_deferred(env.store, env.config, one, at)
+        if outcome.kind == "deferred":
+            waiting += 1
+            console.say(f"{one}: still waiting ({outcome.detail})")
+        elif outcome.kind == "conflict":
+            console.say(f"{one}: conflicts; task {outcome.conflict_task} will resolve it")
+        else:
+            console.say(f"{one}: merged ({outcome.merge_commit})")
+    if waiting:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.command("init")(init)
     app.command("sweep")(sweep)
+    app.command("integrate")(integrate)

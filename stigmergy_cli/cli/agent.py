@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stigmergy_cli import console, heartbeats, tasks, worktrees
+from stigmergy_cli import console, gitops, heartbeats, locks, results, tasks, worktrees
 from stigmergy_cli.agent_loop import Agent, AgentOptions
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env
@@ -161,3 +161,38 @@ def workspace(
     env = open_env(ctx)
     agent = tasks.validate_id(agent, "agent id")
     console.say(str(worktrees.ensure(env.layout, agent, env.config.target)))
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")
+    ] = False,
+) -> None:
+    """Remove the worktrees and branches of agents that are gone; unmerged work is kept first."""
+    env = open_env(ctx)
+    at = now()
+    beats = {a.agent: a.beat for a in heartbeats.list_agents(env.layout)}
+    holders = {i.owner.agent for i in locks.list_locks(env.layout) if i.owner}
+    tip = gitops.rev_parse(env.layout.root, f"refs/heads/{env.config.target}")
+    pruned = 0
+    for agent in worktrees.agents_with_worktrees(env.layout):
+        beat = beats.get(agent)
+        lease = env.config.session_lease if beat and beat.kind == "session" else env.config.lease
+        if agent in holders or (
+            beat is not None and heartbeats.liveness(beat, at, lease) == heartbeats.ALIVE
+        ):
+            console.say(f"{agent}: kept (alive or holding a claim)")
+            continue
+        pruned += 1
+        if dry_run:
+            console.say(f"{agent}: would remove {env.layout.workspace(agent)}")
+            continue
+        kept = results.save_leftovers(
+            env.layout, env.layout.workspace(agent), f"{agent}/pruned", tip, at
+        )
+        worktrees.remove(env.layout, agent)
+        console.say(f"{agent}: removed" + (f"; unmerged work kept at {kept}" if kept else ""))
+    if not pruned:
+        console.say("No worktree to prune.")

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from stigmergy_cli import claims, console, decay, events, heartbeats, pool, tasks, yamlio
+from stigmergy_cli import (
+    claims,
+    console,
+    decay,
+    events,
+    executor,
+    heartbeats,
+    merge,
+    pool,
+    results,
+    tasks,
+    worktrees,
+    yamlio,
+)
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, report_problems, whoami
 from stigmergy_cli.environment import Environment
-from stigmergy_cli.errors import InvalidInput
+from stigmergy_cli.errors import InvalidInput, StigmergyError
 from stigmergy_cli.paths import STATES
 from stigmergy_cli.store import TaskRecord
 from stigmergy_cli.tasks import Task
@@ -321,16 +335,31 @@ def claim(
     claimed.claim.close()  # this process ends here; the session's heartbeat keeps the claim
     task = claimed.record.task
     heartbeats.touch_session(env.layout, agent, role=role, task=task.id, status="working", now=at)
+    try:
+        worktree = results.prepare(env.layout, env.config, agent, task, at)
+    except StigmergyError:
+        claims.release(
+            env.store, env.config, agent, task.id, token=claimed.token, now=at, skip=False
+        )
+        raise
     if as_json:
         (entry,) = _entries(env, [claimed.record], at)
-        console.emit_json({**pool.entry_json(entry), "token": claimed.token, "agent": agent})
+        console.emit_json(
+            {
+                **pool.entry_json(entry),
+                "token": claimed.token,
+                "agent": agent,
+                "worktree": str(worktree),
+            }
+        )
     else:
         console.say(f"Claimed {task.id}: {task.title}")
+        console.say(f"  work in:  {worktree}")
         if task.verify:
-            console.say(f"  verify: {task.verify}")
+            console.say(f"  verify:   {task.verify}")
         console.say(
-            f"  give it back with `stigmergy task release {task.id} --agent {agent}`, "
-            f"or record a failure with `task fail`"
+            f"  finish with `stigmergy task done {task.id} --agent {agent}`; give it back with "
+            "`task release`, or record a failure with `task fail`"
         )
 
 
@@ -370,3 +399,63 @@ def fail(
         f"{task_id} failed (attempt {record.task.attempts} of "
         f"{claims.max_attempts(record.task, env.config)}); it is now {record.state}."
     )
+
+
+@app.command("done")
+def done(ctx: typer.Context, task_id: TaskId, *, agent: AgentOpt, token: TokenOpt = None) -> None:
+    """Verify and merge the work in the agent's worktree (for agents that drive themselves)."""
+    env = open_env(ctx)
+    at = now()
+    agent = tasks.validate_id(agent, "agent id")
+    record = env.store.get(tasks.validate_id(task_id))
+    with claims.owned(env.store, task_id, agent, token) as owner:
+        token = owner.token
+    worktree = env.layout.workspace(agent)
+    if not worktrees.is_worktree(worktree):
+        raise StigmergyError(
+            f"agent {agent!r} has no worktree; `stigmergy agent workspace --id {agent}` makes one"
+        )
+    task = record.task
+    log_path = env.layout.task_log(task.id, task.attempts + 1)
+    if task.verify:
+        check = executor.run(
+            task.verify,
+            cwd=worktree,
+            env=executor.environment({"STIGMERGY_TASK_ID": task.id, "STIGMERGY_AGENT": agent}),
+            log_path=log_path,
+            timeout=task.timeout if task.timeout is not None else env.config.task_timeout,
+            stop=threading.Event(),
+        )
+        if not check.ok:
+            last = check.tail.strip().splitlines()[-1:] or ["no output"]
+            raise StigmergyError(
+                f"verify failed (exit {check.code}): {last[0]} (full output in {log_path}); "
+                "the task is still yours"
+            )
+    left = results.unresolved(worktree, task)
+    if left:
+        raise StigmergyError(
+            f"conflict markers remain in {', '.join(left)}; the task is still yours"
+        )
+    commit = results.commit(env.layout, env.config, worktree, task, agent)
+    outcome = merge.integrate(
+        env.store,
+        env.config,
+        task_id=task.id,
+        agent=agent,
+        token=token,
+        result=commit,
+        now=at,
+        log=str(log_path.relative_to(env.layout.env)) if log_path.exists() else None,
+    )
+    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=at)
+    if outcome.kind == "fenced":
+        raise StigmergyError(outcome.detail)
+    messages = {
+        "merged": f"{task.id} merged into {env.config.target} ({outcome.merge_commit}).",
+        "unchanged": f"{task.id} done: no change to merge.",
+        "conflict": f"{task.id} done, but its merge conflicted in {', '.join(outcome.files)}: "
+        f"task {outcome.conflict_task} will resolve it.",
+        "deferred": f"{task.id} done; merge deferred: {outcome.detail}.",
+    }
+    console.say(messages[outcome.kind])

@@ -349,6 +349,8 @@ def header(title: str, quick: bool) -> None:
         f"{'' if os.environ.get(BENCH_TMP_VAR) else f' (set {BENCH_TMP_VAR} to change)'}; "
         "bytecode cached under a temporary PYTHONPYCACHEPREFIX"
     )
+    if hasattr(os, "getloadavg"):
+        print(f"   load average at start: {os.getloadavg()[0]:.2f} (other work skews every figure)")
 
 
 def main_guard(body: Callable[[], None]) -> None:

@@ -99,7 +99,7 @@ def integrate(
             gitops.update_ref(
                 root, f"{RESULTS}{task_id}", result, reason=f"stigmergy result of {task_id}"
             )
-        outcome = _land(store, cfg, record.task, agent, result)
+        outcome = _land(store, cfg, record.task, result)
         if outcome.kind == "conflict":
             conflict = _conflict_task(store, cfg, record.task, outcome, now)
             outcome = replace(outcome, conflict_task=conflict)
@@ -143,7 +143,7 @@ def _salvage(
     return Outcome("fenced", task_id, result, detail=detail)
 
 
-def _land(store: TaskStore, cfg: Config, task: Task, agent: str, result: str | None) -> Outcome:
+def _land(store: TaskStore, cfg: Config, task: Task, result: str | None) -> Outcome:
     """Merge `result` into the target and move it; retry if the target moved meanwhile."""
     root = store.layout.root
     target = _Target(cfg.target)
@@ -159,7 +159,8 @@ def _land(store: TaskStore, cfg: Config, task: Task, agent: str, result: str | N
             merged = gitops.merge_tree(root, old, result)
             if not merged.clean or merged.tree is None:
                 return Outcome("conflict", task.id, result, files=merged.conflicts)
-            message = f"Merge {task.id}: {task.title}" + _trailers(task, agent)
+            # No Stigmergy-Task trailer here: the result commit carries it, exactly once.
+            message = f"Merge {task.id}: {task.title}\n"
             new = gitops.commit_tree(
                 root, merged.tree, [old, result], message, gitops.identity(root)
             )
@@ -316,9 +317,8 @@ def finish_deferred(store: TaskStore, cfg: Config, task_id: str, now: float) -> 
         result = dict(record.task.result or {})
         if record.state != "done" or result.get("outcome") != "deferred" or result.get("merged"):
             raise Conflict(f"task {task_id!r} has no merge waiting")
-        agent = str(result.get("agent") or "integrate")
         commit = result.get("commit")
-        outcome = _land(store, cfg, record.task, agent, commit if isinstance(commit, str) else None)
+        outcome = _land(store, cfg, record.task, commit if isinstance(commit, str) else None)
         if outcome.kind == "conflict":
             outcome = replace(
                 outcome, conflict_task=_conflict_task(store, cfg, record.task, outcome, now)

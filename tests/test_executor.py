@@ -88,7 +88,9 @@ def test_rate_limits_are_recognized_by_code_and_by_output(tmp_path: Path) -> Non
     limited = _run(tmp_path, "echo 'Error: 429 Too Many Requests from the API'; exit 1")
     assert executor.rate_limited(limited, cfg.rate_limit_exit_codes, cfg.rate_limit_patterns)
     plain_failure = _run(tmp_path, "echo 'AssertionError: 429 != 430'; exit 1")
-    assert not executor.rate_limited(plain_failure, cfg.rate_limit_exit_codes, cfg.rate_limit_patterns)
+    assert not executor.rate_limited(
+        plain_failure, cfg.rate_limit_exit_codes, cfg.rate_limit_patterns
+    )
     by_code = _run(tmp_path, "exit 75")
     assert executor.rate_limited(by_code, (75,), ())
     success = _run(tmp_path, "echo 'rate limit handled fine'")

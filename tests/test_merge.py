@@ -36,8 +36,13 @@ def _work(env: Environment, claimed: Claimed, agent: str, files: dict[str, str])
 
 def _land(env: Environment, claimed: Claimed, agent: str, commit: str | None) -> merge.Outcome:
     outcome = merge.integrate(
-        env.store, env.config, task_id=claimed.record.task.id, agent=agent, token=claimed.token,
-        result=commit, now=time.time(),
+        env.store,
+        env.config,
+        task_id=claimed.record.task.id,
+        agent=agent,
+        token=claimed.token,
+        result=commit,
+        now=time.time(),
     )
     claimed.claim.close()
     return outcome
@@ -90,7 +95,9 @@ def test_no_change_is_a_valid_result(env: Environment) -> None:
     assert env.store.get("t").state == "done"
 
 
-def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(env: Environment) -> None:
+def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(
+    env: Environment,
+) -> None:
     root = env.layout.root
     (root / "shared.txt").write_text("one\ntwo\nthree\n")
     git(root, "add", "shared.txt")
@@ -101,7 +108,11 @@ def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(env
     commit_b = _work(env, second, "beta", {"shared.txt": "one\nfrom b\nthree\n"})
     assert _land(env, first, "alpha", commit_a).kind == "merged"
     outcome = _land(env, second, "beta", commit_b)
-    assert (outcome.kind, outcome.files, outcome.conflict_task) == ("conflict", ("shared.txt",), "b.conflict")
+    assert (outcome.kind, outcome.files, outcome.conflict_task) == (
+        "conflict",
+        ("shared.txt",),
+        "b.conflict",
+    )
     assert gitops.rev_parse(root, "main") == commit_a
     original = env.store.get("b")
     assert original.state == "done"
@@ -110,7 +121,11 @@ def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(env
     conflict = env.store.get("b.conflict")
     assert (conflict.task.type, conflict.task.priority) == ("merge_conflict", 95)
     assert conflict.task.verify == "grep -q 'from b' shared.txt"
-    assert conflict.task.extra["conflict"] == {"task": "b", "theirs": commit_b, "files": ["shared.txt"]}
+    assert conflict.task.extra["conflict"] == {
+        "task": "b",
+        "theirs": commit_b,
+        "files": ["shared.txt"],
+    }
 
     resolver = claims.claim_best(env.store, env.config, "gamma", role=None, now=time.time())
     assert resolver.record.task.id == "b.conflict"
@@ -216,7 +231,12 @@ def test_many_agents_create_their_worktrees_at_once(env_root: Path) -> None:
     listed = gitops.worktrees(env_root)
     branches = {w.get("branch") for w in listed}
     assert {f"refs/heads/stigmergy/agent{n}" for n in range(12)} <= branches
-    assert "could not lock" not in subprocess.run(["git", "worktree", "list"], cwd=env_root, capture_output=True, text=True, check=True).stderr
+    assert (
+        "could not lock"
+        not in subprocess.run(
+            ["git", "worktree", "list"], cwd=env_root, capture_output=True, text=True, check=True
+        ).stderr
+    )
 
 
 def test_a_foreign_directory_is_not_taken_over(env_root: Path) -> None:

@@ -1,0 +1,347 @@
+"""The agent loop with real git and real processes; only the executor is a small script."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stigmergy_cli import events, gitops, tasks
+from stigmergy_cli.agent_loop import Agent, AgentOptions
+from stigmergy_cli.environment import Environment, open_environment
+from stigmergy_cli.sweep import sweep
+
+from .conftest import git
+
+STIGMERGY = Path(sys.executable).parent / "stigmergy"
+WRITE_FILE = 'printf "%s\\n" "$STIGMERGY_TASK_ID" > "$STIGMERGY_TASK_ID.txt"'
+
+
+def _env(root: Path, **overrides: object) -> Environment:
+    config = root / ".stigmergy" / "config.yaml"
+    text = config.read_text()
+    for key, value in overrides.items():
+        text = text.replace(f"  {key}: ", f"  {key}: {value} #", 1)
+    config.write_text(text)
+    return open_environment(root, None, {})
+
+
+def _add(env: Environment, task_id: str, **fields: object) -> None:
+    doc = {"id": task_id, "title": f"Task {task_id}", **fields}
+    env.store.add(tasks.new_task(doc, now=time.time(), created_by="t"), time.time())
+
+
+def _agent(env: Environment, command: str | None = WRITE_FILE, **options: object) -> Agent:
+    said: list[str] = []
+    opts = AgentOptions(agent=str(options.pop("agent", "alpha")), command=command, **options)  # type: ignore[arg-type]
+    agent = Agent(env, opts, say=said.append)
+    agent.said = said  # type: ignore[attr-defined]
+    return agent
+
+
+def _events(env: Environment, kind: str) -> list[dict[str, object]]:
+    return [e for e in events.read(env.layout.events) if e["event"] == kind]
+
+
+def test_an_agent_turns_the_pool_into_merged_commits(env_root: Path) -> None:
+    env = _env(env_root)
+    _add(env, "a")
+    _add(env, "b", depends_on=["a"], verify="test -f a.txt")
+    _add(env, "c", priority=90)
+    summary = _agent(env, idle_exit=0).run()
+    assert (summary.done, summary.failed) == (3, 0)
+    log = git(env_root, "log", "--format=%s", "main")
+    assert log.splitlines()[:3] == ["Task b", "Task a", "Task c"]  # c first: priority; b after a
+    for task_id in "abc":
+        assert (env_root / f"{task_id}.txt").read_text() == f"{task_id}\n"
+        assert gitops.rev_parse(env_root, f"refs/stigmergy/results/{task_id}") is not None
+        record = env.store.get(task_id)
+        assert record.state == "done"
+        assert record.task.result is not None
+        assert record.task.result["merged"] is True
+        assert (env.layout.env / str(record.task.result["log"])).exists()
+    assert git(env_root, "status", "--porcelain", "--untracked-files=no") == ""
+    assert [e["event"] for e in events.read(env.layout.events)][-1] == "agent_stopped"
+
+
+def test_the_executor_sees_the_task_only_through_its_environment(env_root: Path) -> None:
+    env = _env(env_root)
+    _add(env, "t", description="Do the thing")
+    dump = (
+        "env | grep ^STIGMERGY_ | grep -v PROMPT | sort > env.txt; "
+        'printf "%s" "$STIGMERGY_PROMPT" > prompt.txt'
+    )
+    _agent(env, dump, once=True).run()
+    variables = dict(line.split("=", 1) for line in (env_root / "env.txt").read_text().splitlines())
+    worktree = str(env.layout.workspace("alpha"))
+    assert variables == {
+        "STIGMERGY_AGENT": "alpha",
+        "STIGMERGY_ATTEMPT": "1",
+        "STIGMERGY_ROOT": str(env_root),
+        "STIGMERGY_TASK_FILE": str(env.layout.task_file("active", "t")),
+        "STIGMERGY_TASK_ID": "t",
+        "STIGMERGY_TASK_TITLE": "Task t",
+        "STIGMERGY_WORKTREE": worktree,
+    }
+    prompt = (env_root / "prompt.txt").read_text()
+    assert "Task t" in prompt
+    assert "Do the thing" in prompt
+    assert worktree in prompt
+
+
+def test_failures_count_attempts_and_keep_the_work(env_root: Path) -> None:
+    env = _env(env_root)
+    _add(env, "t", max_attempts=2)
+    summary = _agent(env, "echo partial > half.txt; echo boom; exit 3", idle_exit=0).run()
+    assert (summary.done, summary.failed) == (0, 2)
+    record = env.store.get("t")
+    assert (record.state, record.task.attempts) == ("failed", 2)
+    assert record.task.result is not None
+    assert "executor exited 3" in str(record.task.result["reason"])
+    kept = git(
+        env_root, "for-each-ref", "--format=%(refname)", "refs/stigmergy/attempts/t/"
+    ).split()
+    assert len(kept) == 2
+    assert git(env_root, "show", f"{kept[0]}:half.txt") == "partial"
+    assert "boom" in (env.layout.logs / "t" / "1.log").read_text()
+
+
+def test_a_failing_verify_is_a_failed_attempt(env_root: Path) -> None:
+    env = _env(env_root)
+    _add(env, "t", verify="test -f never.txt", max_attempts=1)
+    summary = _agent(env, once=True).run()
+    assert summary.failed == 1
+    assert "verify exited 1" in str(env.store.get("t").task.result)
+    assert not (env_root / "t.txt").exists()
+
+
+def test_a_timeout_fails_the_attempt(env_root: Path) -> None:
+    env = _env(env_root)
+    _add(env, "t", timeout=0.5, max_attempts=1)
+    started = time.monotonic()
+    _agent(env, "sleep 30", once=True).run()
+    assert time.monotonic() - started < 15
+    assert "timed out after 0.5s" in str(env.store.get("t").task.result)
+
+
+def test_a_rate_limit_gives_the_task_back_without_an_attempt(env_root: Path) -> None:
+    env = _env(env_root, rate_limit_backoff=0.2, rate_limit_backoff_max=0.4)
+    _add(env, "t")
+    marker = env_root / "limited-once"
+    script = (
+        f'if [ ! -e "{marker}" ]; then touch "{marker}"; '
+        f'echo "API Error: rate limit exceeded"; exit 1; fi; {WRITE_FILE}'
+    )
+    agent = _agent(env, script, max_tasks=1)
+    started = time.monotonic()
+    summary = agent.run()
+    assert time.monotonic() - started >= 0.15  # it backed off before trying again
+    assert (summary.given_back, summary.done, summary.failed) == (1, 1, 0)
+    record = env.store.get("t")
+    assert (record.state, record.task.attempts, record.task.skip_count) == ("done", 0, 0)
+    assert any("rate-limited" in line for line in agent.said)  # type: ignore[attr-defined]
+
+
+def test_an_agent_only_claims_what_it_can_execute(env_root: Path) -> None:
+    env = _env(env_root)
+    _add(env, "needs-executor")
+    _add(env, "brings-its-own", command="echo self > self.txt")
+    summary = _agent(env, None, idle_exit=0).run()
+    assert summary.done == 1
+    assert env.store.get("needs-executor").state == "pending"
+    assert env.store.get("brings-its-own").state == "done"
+
+
+def test_two_tasks_on_one_line_end_in_a_resolved_conflict(env_root: Path) -> None:
+    (env_root / "shared.txt").write_text("x = 1\n")
+    git(env_root, "add", "shared.txt")
+    git(env_root, "commit", "-q", "-m", "shared")
+    env = _env(env_root)
+    _add(env, "a", command="echo 'x = 2' > shared.txt")
+    _add(env, "b", command="echo 'x = 3' > shared.txt")
+    # Two agents working at the same time, from the same tip.
+    threads = [
+        threading.Thread(target=_agent(env, None, agent=name, once=True).run)
+        for name in ("alpha", "beta")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    conflicts = [r for r in env.store.scan(time.time()).records if r.task.type == "merge_conflict"]
+    assert len(conflicts) == 1
+    conflict = conflicts[0]
+    assert (conflict.state, conflict.task.priority) == ("pending", 95)
+    resolve = "printf 'x = 5\\n' > shared.txt"
+    summary = _agent(env, resolve, agent="gamma", once=True).run()
+    assert summary.done == 1
+    assert (env_root / "shared.txt").read_text() == "x = 5\n"
+    for original in ("a", "b"):
+        result = env.store.get(original).task.result
+        assert result is not None
+        assert result["merged"] is True
+
+
+def test_markers_left_in_a_conflict_fail_the_resolution(env_root: Path) -> None:
+    (env_root / "shared.txt").write_text("x = 1\n")
+    git(env_root, "add", "shared.txt")
+    git(env_root, "commit", "-q", "-m", "shared")
+    env = _env(env_root)
+    _add(env, "a", command="echo 'x = 2' > shared.txt")
+    _add(env, "b", command="echo 'x = 3' > shared.txt")
+    threads = [
+        threading.Thread(target=_agent(env, None, agent=name, once=True).run)
+        for name in ("alpha", "beta")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    summary = _agent(env, "true", agent="lazy", once=True).run()
+    assert summary.failed == 1
+    (conflict,) = [
+        r for r in env.store.scan(time.time()).records if r.task.type == "merge_conflict"
+    ]
+    assert "conflict markers left in shared.txt" in str(conflict.task.result)
+
+
+def _start_agent(root: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(STIGMERGY), "agent", "run", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def test_ctrl_c_gives_the_task_back_without_an_attempt(env_root: Path) -> None:
+    env = _env(env_root)
+    _add(env, "t")
+    proc = _start_agent(env_root, "--id", "alpha", "--exec", "touch started; sleep 60")
+    worktree = env.layout.workspace("alpha")
+    _wait_for((worktree / "started").exists)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    assert "given back (interrupted)" in output
+    record = env.store.get("t")
+    assert (record.state, record.task.attempts, record.task.skip_count) == ("pending", 0, 0)
+    assert env.layout.lock_dir("t").exists() is False
+
+
+def test_a_second_ctrl_c_exits_at_once_and_the_sweep_recovers(env_root: Path) -> None:
+    env = _env(env_root)
+    _add(env, "t")
+    # The executor ignores SIGTERM, so the first Ctrl-C alone would wait out the kill grace.
+    proc = _start_agent(
+        env_root, "--id", "alpha", "--exec", "trap '' TERM; touch started; sleep 60"
+    )
+    _wait_for((env.layout.workspace("alpha") / "started").exists)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    (action,) = sweep(env.store, env.config, time.time()).actions
+    assert (action.kind, action.to_state) == ("reclaimed", "pending")
+
+
+@pytest.mark.slow
+def test_a_swept_then_resumed_agent_cannot_land_its_result(env_root: Path) -> None:
+    env = _env(env_root, heartbeat_interval=0.2, lease=1)
+    _add(env, "t")
+    proc = _start_agent(
+        env_root, "--id", "sleepy", "--once", "--exec", f"touch started; sleep 1; {WRITE_FILE}"
+    )
+    _wait_for((env.layout.workspace("sleepy") / "started").exists)
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.6)
+        (action,) = sweep(env.store, env.config, time.time()).actions
+        assert action.kind == "reclaimed"
+        summary = _agent(env, "echo winner > t.txt", agent="winner", once=True).run()
+        assert summary.done == 1
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    output, _ = proc.communicate(timeout=30)
+    assert "not merging" in output or "claim lost" in output, output
+    assert (env_root / "t.txt").read_text() == "winner\n"
+    assert git(env_root, "log", "--format=%s", "main").count("Task t") == 1
+    kept = git(env_root, "for-each-ref", "--format=%(refname)", "refs/stigmergy/").split()
+    assert any("lost" in ref or "salvage" in ref for ref in kept)
+
+
+@pytest.mark.slow
+def test_eight_agents_do_every_task_exactly_once(env_root: Path) -> None:
+    count = int(os.environ.get("STIGMERGY_STRESS_TASKS", "1000"))
+    env = _env(env_root)
+    batch = "".join(f"- {{id: t{n:04d}, title: Task {n}}}\n" for n in range(count))
+    (env_root / "batch.yaml").write_text(batch)
+    subprocess.run([str(STIGMERGY), "task", "import", "batch.yaml"], cwd=env_root, check=True)
+    (env_root / "batch.yaml").unlink()
+    agents = [
+        _start_agent(env_root, "--id", f"a{n}", "--exec", WRITE_FILE, "--idle-exit", "2", "-q")
+        for n in range(8)
+    ]
+    for proc in agents:
+        proc.communicate(timeout=600)
+        assert proc.returncode == 0
+    records = env.store.scan(time.time()).records
+    assert {r.state for r in records} == {"done"}
+    assert len(records) == count
+    trailers = git(
+        env_root, "log", "--format=%(trailers:key=Stigmergy-Task,valueonly)", "main"
+    ).split()
+    assert sorted(trailers) == sorted(f"t{n:04d}" for n in range(count))  # each exactly once
+    for n in range(count):
+        assert (env_root / f"t{n:04d}.txt").read_text() == f"t{n:04d}\n"
+    assert git(env_root, "status", "--porcelain", "--untracked-files=no") == ""
+    merged = [e for e in events.read(env.layout.events) if e["event"] == "merged"]
+    assert len(merged) == count
+    by_agent = {e["agent"] for e in merged}
+    assert len(by_agent) > 1
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _children() -> int:
+    return sum(
+        1
+        for pid in os.listdir("/proc")
+        if pid.isdigit()
+        and Path(f"/proc/{pid}/stat").exists()
+        and Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[1] == str(os.getpid())
+    )
+
+
+@pytest.mark.slow
+def test_a_long_run_leaks_no_processes_or_file_handles(env_root: Path) -> None:
+    env = _env(env_root)
+    for n in range(10):
+        _add(env, f"warm{n}")
+    _agent(env, WRITE_FILE, agent="soak", idle_exit=0).run()
+    fds, children = _open_fds(), _children()
+    for n in range(120):
+        _add(env, f"soak{n}")
+    summary = _agent(env, WRITE_FILE, agent="soak", idle_exit=0).run()
+    assert summary.done == 120
+    assert _open_fds() == fds
+    assert _children() == children

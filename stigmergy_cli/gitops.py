@@ -7,6 +7,7 @@ agent runs (GitPython issues #1208, #1333). See docs/design.md.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -201,33 +202,59 @@ def delete_ref(cwd: Path, ref: str) -> None:
 
 
 def identity(cwd: Path) -> list[str]:
-    """`-c` options giving commits an author when the repository has none configured."""
-    name = run(["config", "user.name"], cwd, check=False).stdout.strip()
-    email = run(["config", "user.email"], cwd, check=False).stdout.strip()
-    extra = []
-    if not name:
+    """`-c` options giving commits an author when the repository has none configured.
+
+    Asked once per directory and process: an agent commits hundreds of times.
+    """
+    return list(_identity(str(cwd)))
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(cwd: str) -> tuple[str, ...]:
+    proc = run(["config", "--get-regexp", r"^user\.(name|email)$"], Path(cwd), check=False)
+    configured = {line.split(" ", 1)[0] for line in proc.stdout.splitlines()}
+    extra: list[str] = []
+    if "user.name" not in configured:
         extra += ["-c", "user.name=stigmergy"]
-    if not email:
+    if "user.email" not in configured:
         extra += ["-c", "user.email=stigmergy@localhost"]
-    return extra
+    return tuple(extra)
 
 
 def commit_all(worktree: Path, message: str, ident: Sequence[str]) -> str | None:
     """Commit every change in `worktree` (new files too); None when there is nothing to commit.
 
-    Hooks are not run: the task's `verify` command is the gate, and a hook waiting for input
-    would hang an unattended agent.
+    A merge in progress is concluded even if its tree equals HEAD's. Hooks are not run: the
+    task's `verify` command is the gate, and a hook waiting for input would hang an agent.
     """
     run(["add", "-A"], worktree)
-    if run(["diff", "--cached", "--quiet"], worktree, check=False).returncode == 0:
-        return None
-    run(
-        [*ident, "commit", "--no-verify", "--no-gpg-sign", "-q", "-F", "-"], worktree, stdin=message
+    proc = run(
+        [*ident, "commit", "--no-verify", "--no-gpg-sign", "-q", "-F", "-"],
+        worktree,
+        stdin=message,
+        check=False,
     )
+    if proc.returncode != 0:
+        if "nothing to commit" in proc.stdout or "nothing added to commit" in proc.stdout:
+            return None
+        raise GitError(
+            f"git commit failed ({proc.returncode}): {_last_line(proc.stderr or proc.stdout)}"
+        )
     head = rev_parse(worktree, "HEAD")
     if head is None:  # pragma: no cover - a commit just succeeded
         raise GitError("commit succeeded but HEAD names no commit")
     return head
+
+
+def merge_base(cwd: Path, one: str, other: str) -> str | None:
+    """The best common ancestor of two commits (None if they share no history)."""
+    proc = run(["merge-base", one, other], cwd, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def is_clean(worktree: Path) -> bool:
+    """No change at all in the worktree, untracked files included (ignored ones aside)."""
+    return not run(["status", "--porcelain", "--untracked-files=all"], worktree).stdout.strip()
 
 
 def commit_tree(

@@ -151,9 +151,10 @@ def _land(store: TaskStore, cfg: Config, task: Task, result: str | None) -> Outc
         old = gitops.rev_parse(root, target.ref)
         if old is None:
             raise GitError(f"target branch {target.branch!r} has no commit")
-        if result is None or gitops.is_ancestor(root, result, old):
+        base = None if result is None else gitops.merge_base(root, old, result)
+        if result is None or base == result:  # nothing, or already in the target
             return Outcome("unchanged", task.id, result, merge_commit=old)
-        if gitops.is_ancestor(root, old, result):
+        if base == old:
             new = result  # the result was built on the tip: fast-forward
         else:
             merged = gitops.merge_tree(root, old, result)

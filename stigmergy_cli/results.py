@@ -21,14 +21,11 @@ def save_leftovers(
     Stored at refs/stigmergy/attempts/<label>/<time> so a reset never loses work; returns the
     ref, or None when there was nothing to keep.
     """
-    try:
-        made = gitops.commit_all(worktree, f"Leftovers of {label}\n", gitops.identity(worktree))
-    except GitError:
-        made = None
-    head = made or gitops.rev_parse(worktree, "HEAD")
-    if head is None:
-        return None
-    if made is None:
+    head: str | None
+    if gitops.is_clean(worktree):
+        head = gitops.rev_parse(worktree, "HEAD")
+        if head is None or head == tip:
+            return None
         if tip is not None and gitops.is_ancestor(layout.root, head, tip):
             return None  # nothing beyond the target
         kept = gitops.run(
@@ -44,6 +41,10 @@ def save_leftovers(
         )
         if kept.stdout.strip():
             return None  # already kept as a result, an attempt or a salvage
+    else:
+        head = gitops.commit_all(worktree, f"Leftovers of {label}\n", gitops.identity(worktree))
+        if head is None:
+            return None
     ref = f"{ATTEMPTS}{label}/{int(now * 1000)}"
     gitops.update_ref(layout.root, ref, head, reason="stigmergy keeps leftovers")
     return ref

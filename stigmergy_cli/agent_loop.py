@@ -93,6 +93,10 @@ class Agent:
     def command(self) -> str | None:
         return self.options.command or self.cfg.agent_command
 
+    def _should_stop(self) -> bool:
+        """Stop the executor: asked to, or our heartbeat lapsed and the claim may be gone."""
+        return self.stop.is_set() or (self._heart is not None and self._heart.lost)
+
     def can_take(self, task: Task) -> bool:
         """Only tasks this agent can execute: its own command, or one the task brings."""
         return bool(task.command or self.command)
@@ -257,9 +261,11 @@ class Agent:
             env=executor.environment(self._task_env(task, worktree, attempt)),
             log_path=log_path,
             timeout=timeout,
-            stop=self.stop,
+            stop=self._should_stop,
             on_line=self.on_output,
         )
+        if self._heart is not None and self._heart.lost:
+            return self._fenced(claimed, worktree)
         if run.stopped:
             return self._give_back(claimed, "interrupted")
         if executor.rate_limited(run, self.cfg.rate_limit_exit_codes, self.cfg.rate_limit_patterns):
@@ -278,7 +284,7 @@ class Agent:
                 env=executor.environment(self._task_env(task, worktree, attempt)),
                 log_path=log_path,
                 timeout=timeout,
-                stop=self.stop,
+                stop=self._should_stop,
                 on_line=self.on_output,
             )
             if check.stopped:

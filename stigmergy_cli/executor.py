@@ -53,10 +53,14 @@ def run(
     env: Mapping[str, str],
     log_path: Path,
     timeout: float | None,
-    stop: threading.Event,
+    stop: Callable[[], bool],
     on_line: Callable[[str], None] | None = None,
 ) -> ExecResult:
-    """Run `command`; stream its output to `log_path` and `on_line`; kill it on timeout or stop."""
+    """Run `command`; stream its output to `log_path` and `on_line`.
+
+    Its process group is killed on `timeout`, or as soon as `stop()` turns true (Ctrl-C, or
+    the agent's heartbeat lapsing), and also if this process is interrupted while waiting.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -82,9 +86,12 @@ def run(
                 break
             except subprocess.TimeoutExpired:
                 pass
+            except BaseException:  # a second Ctrl-C: do not leave the executor running
+                _kill_group(proc, grace=0)
+                raise
             if timeout is not None and time.monotonic() - started > timeout:
                 timed_out = True
-            elif stop.is_set():
+            elif stop():
                 stopped = True
             else:
                 continue
@@ -115,12 +122,12 @@ def _pump(
             on_line(line.rstrip("\n"))
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
     """SIGTERM the whole process group, then SIGKILL whatever is left after a grace period."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=KILL_GRACE)
+        proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -18,7 +18,7 @@ def _run(tmp_path: Path, command: str, **kwargs: object) -> executor.ExecResult:
         "env": executor.environment({"STIGMERGY_TASK_TITLE": "$(touch pwned) `touch pwned2`"}),
         "log_path": tmp_path / "logs" / "t" / "1.log",
         "timeout": 30.0,
-        "stop": threading.Event(),
+        "stop": lambda: False,
         "on_line": lines.append,
     }
     options.update(kwargs)
@@ -79,7 +79,7 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 def test_a_stop_request_ends_the_command(tmp_path: Path) -> None:
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
-    result = _run(tmp_path, "sleep 60", stop=stop)
+    result = _run(tmp_path, "sleep 60", stop=stop.is_set)
     assert (result.stopped, result.code) == (True, None)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -424,7 +423,7 @@ def done(ctx: typer.Context, task_id: TaskId, *, agent: AgentOpt, token: TokenOp
             env=executor.environment({"STIGMERGY_TASK_ID": task.id, "STIGMERGY_AGENT": agent}),
             log_path=log_path,
             timeout=task.timeout if task.timeout is not None else env.config.task_timeout,
-            stop=threading.Event(),
+            stop=lambda: False,
         )
         if not check.ok:
             last = check.tail.strip().splitlines()[-1:] or ["no output"]

@@ -312,7 +312,7 @@ def contended_processes(rounds: int, alone: float) -> None:
 def body() -> None:
     args = parse_args(__doc__ or "")
     quick: bool = args.quick
-    n, n_done, runs, race, rounds = (100, 1_000, 10, 160, 2) if quick else (500, 5_000, 30, 480, 3)
+    n, n_done, runs, race, rounds = (100, 1_000, 10, 160, 2) if quick else (500, 5_000, 30, 320, 3)
     header("claim latency", quick)
     print(
         "   for scale: peers' claim commands: Backlog.md 0.84 s, Task Master 3.6 s per call at "

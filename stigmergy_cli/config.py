@@ -6,13 +6,14 @@ test keeps the two in step.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import defaults, yamlio
+from stigmergy_cli import __version__, atomic, defaults, yamlio
 from stigmergy_cli.errors import ConfigError
 
 BACKENDS = ("local", "git")
@@ -255,7 +256,7 @@ def parse(doc: Any, where: str, environ: Mapping[str, str] | None = None) -> Con
         if environ is not None and var in environ:
             try:
                 override = yamlio.load(environ[var])
-            except yamlio.YAMLError:
+            except yamlio.YAMLSyntaxError:
                 raise ConfigError(f"{var}: not a valid value: {environ[var]!r}") from None
             values[setting.key] = _check(setting, override, var)
     if not _BRANCH_RE.match(values["target"]) or values["target"].endswith(".lock"):
@@ -295,16 +296,61 @@ def parse(doc: Any, where: str, environ: Mapping[str, str] | None = None) -> Con
     )
 
 
-def load(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate config.yaml; every problem names the file and the key."""
+def load(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    cache: Path | None = None,
+    now: float | None = None,
+) -> Config:
+    """Read and validate config.yaml; every problem names the file and the key.
+
+    With `cache` (and `now`), the parsed document is kept as JSON keyed by the file's stat
+    signature, so most commands start without importing a YAML parser. As for task files, a
+    file changed in the last seconds is always parsed (see store.scan).
+    """
     try:
-        text = path.read_bytes()
+        st = path.stat()
+        sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
     except FileNotFoundError:
         raise ConfigError(f"{path} is missing; run `stigmergy init` to recreate it") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    doc = _cached_doc(cache, sig)
+    if doc is not None:
+        return parse(doc, str(path), environ)
     try:
-        doc = yamlio.load(text)
-    except yamlio.YAMLError as exc:
-        raise ConfigError(f"{path}: {yamlio.describe(exc)}") from None
-    return parse(doc, str(path), environ)
+        doc = yamlio.load(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yamlio.YAMLSyntaxError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    config = parse(doc, str(path), environ)
+    racy = now is None or st.st_ctime_ns > (now - defaults.CACHE_RACY_WINDOW) * 1e9
+    if cache is not None and not racy:
+        _remember_doc(cache, sig, doc)
+    return config
+
+
+def _cached_doc(cache: Path | None, sig: list[int]) -> Any:
+    if cache is None:
+        return None
+    try:
+        entry = json.loads(cache.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if isinstance(entry, dict) and entry.get("version") == __version__ and entry.get("sig") == sig:
+        return entry.get("doc")
+    return None
+
+
+def _remember_doc(cache: Path, sig: list[int], doc: Any) -> None:
+    try:
+        # Only documents that JSON carries unchanged: YAML's dates and the like are not.
+        if json.loads(json.dumps(doc)) != doc:
+            return
+        cache.parent.mkdir(exist_ok=True)
+        data = json.dumps({"version": __version__, "sig": sig, "doc": doc}).encode()
+        atomic.write_bytes(cache, data, durable=False)
+    except (OSError, TypeError, ValueError):
+        pass  # a cache; listing must work on a read-only checkout

@@ -50,12 +50,14 @@ def _runtime_dirs(layout: Layout) -> list[Path]:
     ]
 
 
-def open_environment(cwd: Path, override: str | None, environ: Mapping[str, str]) -> Environment:
+def open_environment(
+    cwd: Path, override: str | None, environ: Mapping[str, str], now: float | None = None
+) -> Environment:
     """Find and open the environment, creating missing runtime directories."""
     layout = Layout(find_root(cwd, override))
     if not layout.env.is_dir():
         raise NotInitialized(f"{layout.root} has no .stigmergy/ yet; run `stigmergy init` there")
-    cfg = config.load(layout.config, environ)
+    cfg = config.load(layout.config, environ, cache=layout.config_cache, now=now)
     if cfg.backend != "local":
         raise ConfigError(
             f"{layout.config}: backend {cfg.backend!r} is not supported by this version"

@@ -12,7 +12,6 @@ the task is left done with `merged: false` for `stigmergy integrate`. A conflict
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,8 @@ def conflict_task_id(task_id: str) -> str:
     candidate = f"{task_id}.conflict"
     if len(candidate) <= 64:
         return candidate
+    import hashlib  # rarely needed; loading OpenSSL costs start-up time
+
     digest = hashlib.sha256(task_id.encode()).hexdigest()[:8]
     return f"{task_id[:45]}-{digest}.conflict"
 

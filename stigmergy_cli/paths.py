@@ -100,6 +100,11 @@ class Layout:
     def cache(self) -> Path:
         return self.env / "cache"
 
+    @property
+    def config_cache(self) -> Path:
+        """config.yaml parsed, keyed by its stat signature (see config.load)."""
+        return self.cache / "config.json"
+
     def task_cache(self, state: str) -> Path:
         """Parsed task files of one state, keyed by their stat signature (see store.scan)."""
         return self.cache / f"tasks-{state}.json"

@@ -323,8 +323,8 @@ def parse_task_text(text: bytes | str, expected_id: str | None = None) -> Task:
     """Parse and validate a task file's text."""
     try:
         doc = yamlio.load(text)
-    except yamlio.YAMLError as exc:
-        raise InvalidInput(yamlio.describe(exc)) from None
+    except yamlio.YAMLSyntaxError as exc:
+        raise InvalidInput(str(exc)) from None
     except UnicodeDecodeError:
         raise InvalidInput("not valid UTF-8") from None
     return task_from_dict(doc, expected_id)

@@ -1,28 +1,40 @@
-"""YAML in and out: safe loading only, LibYAML's C implementation when it is installed."""
+"""YAML in and out: safe loading only, LibYAML's C implementation when it is installed.
+
+PyYAML is imported on first use: it costs 10-15 ms, and a warm `task list` needs no YAML at
+all (tasks and the configuration come from their caches).
+"""
 
 from __future__ import annotations
 
+import functools
+from types import ModuleType
 from typing import Any
 
-import yaml
 
-try:  # LibYAML is about ten times faster; PyYAML wheels normally ship it.
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-    _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
-    _Dumper = yaml.SafeDumper
+class YAMLSyntaxError(ValueError):
+    """The text is not valid YAML; the message is one line saying what and where."""
 
-YAMLError = yaml.YAMLError
+
+@functools.cache
+def _yaml() -> tuple[ModuleType, Any, Any]:
+    import yaml
+
+    # LibYAML is about ten times faster; PyYAML wheels normally ship it.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml, loader, dumper
 
 
 def load(text: str | bytes) -> Any:
-    """Parse one YAML document with the safe loader."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    """Parse one YAML document with the safe loader; YAMLSyntaxError if it is not YAML."""
+    yaml, loader, _ = _yaml()
+    try:
+        return yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        raise YAMLSyntaxError(_describe(exc)) from None
 
 
-def describe(exc: yaml.YAMLError) -> str:
-    """One line saying what is wrong and where, for any YAML error."""
+def _describe(exc: Exception) -> str:
     mark = getattr(exc, "problem_mark", None)
     at = f" at line {mark.line + 1}" if mark is not None else ""
     reason = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
@@ -31,11 +43,13 @@ def describe(exc: yaml.YAMLError) -> str:
 
 def dump(obj: Any) -> str:
     """Serialize to block-style YAML, keys in the given order, unicode kept readable."""
-    return yaml.dump(
+    yaml, _, dumper = _yaml()
+    text: str = yaml.dump(
         obj,
-        Dumper=_Dumper,
+        Dumper=dumper,
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=False,
         width=100,
     )
+    return text

@@ -29,7 +29,7 @@ def options(ctx: typer.Context) -> GlobalOptions:
 def open_env(ctx: typer.Context) -> Environment:
     """Open the environment for this invocation (--root, STIGMERGY_ROOT, or the cwd's repo)."""
     override = options(ctx).root or os.environ.get(ROOT_ENV_VAR)
-    return open_environment(Path.cwd(), override, os.environ)
+    return open_environment(Path.cwd(), override, os.environ, now())
 
 
 def now() -> float:

@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 
-from stigmergy_cli import console, merge, tasks
+from stigmergy_cli import console, tasks
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, options
 from stigmergy_cli.environment import ROOT_ENV_VAR, initialize
-from stigmergy_cli.sweep import sweep as run_sweep
 
 
 def init(
@@ -52,6 +51,8 @@ def sweep(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Give back the tasks of dead agents and repair what crashes left. Safe from cron."""
+    from stigmergy_cli.sweep import sweep as run_sweep
+
     env = open_env(ctx)
     report = run_sweep(env.store, env.config, now(), dry_run=dry_run)
     if as_json:
@@ -67,6 +68,8 @@ def integrate(
     ] = None,
 ) -> None:
     """Finish merges that were deferred because the target's checkout had local changes."""
+    from stigmergy_cli import merge
+
     env = open_env(ctx)
     at = now()
     ids = [tasks.validate_id(task_id)] if task_id else merge.deferred(env.store, at)

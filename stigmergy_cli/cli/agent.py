@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stigmergy_cli import console, gitops, heartbeats, locks, results, tasks, worktrees
-from stigmergy_cli.agent_loop import Agent, AgentOptions
+from stigmergy_cli import console, heartbeats, tasks
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env
 from stigmergy_cli.errors import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from stigmergy_cli.agent_loop import Agent
+
+# Commands that need git, worktrees or the agent loop import them when they run: every
+# command pays for what is imported here, and `task list` must start in well under 150 ms.
 
 app = typer.Typer(
     help="See and keep alive the agents working in this repository.", no_args_is_help=True
@@ -103,6 +108,8 @@ def run(
     ] = False,
 ) -> None:
     """Run an agent: claim, work in its worktree, verify, commit, merge, repeat."""
+    from stigmergy_cli.agent_loop import Agent, AgentOptions
+
     env = open_env(ctx)
     agent = tasks.validate_id(agent, "agent id")
     if role is not None:
@@ -158,6 +165,8 @@ def workspace(
     agent: Annotated[str, typer.Option("--id", help="The agent's id.", show_default=False)],
 ) -> None:
     """Print the agent's worktree, creating it if needed (for agents that drive themselves)."""
+    from stigmergy_cli import worktrees
+
     env = open_env(ctx)
     agent = tasks.validate_id(agent, "agent id")
     console.say(str(worktrees.ensure(env.layout, agent, env.config.target)))
@@ -171,6 +180,8 @@ def prune(
     ] = False,
 ) -> None:
     """Remove the worktrees and branches of agents that are gone; unmerged work is kept first."""
+    from stigmergy_cli import gitops, locks, results, worktrees
+
     env = open_env(ctx)
     at = now()
     beats = {a.agent: a.beat for a in heartbeats.list_agents(env.layout)}

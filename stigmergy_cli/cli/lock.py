@@ -9,7 +9,6 @@ import typer
 from stigmergy_cli import console, defaults, heartbeats, locks
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env
-from stigmergy_cli.sweep import stale_reason
 
 app = typer.Typer(help="Inspect claim locks.", no_args_is_help=True)
 
@@ -20,6 +19,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
 ) -> None:
     """Every claim: who holds it, since when, and whether the sweep would break it."""
+    from stigmergy_cli.sweep import stale_reason
+
     env = open_env(ctx)
     at = now()
     beats = {a.agent: a.beat for a in heartbeats.list_agents(env.layout) if a.beat}

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stigmergy_cli import console
 from stigmergy_cli.pool import Entry
-from stigmergy_cli.sweep import SweepReport
+
+if TYPE_CHECKING:
+    from stigmergy_cli.sweep import SweepReport
 
 STATUS_COLOR = {
     "ready": "yellow",

@@ -8,20 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stigmergy_cli import (
-    claims,
-    console,
-    decay,
-    events,
-    executor,
-    heartbeats,
-    merge,
-    pool,
-    results,
-    tasks,
-    worktrees,
-    yamlio,
-)
+from stigmergy_cli import claims, console, decay, events, heartbeats, pool, tasks, yamlio
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, report_problems, whoami
 from stigmergy_cli.environment import Environment
@@ -155,8 +142,8 @@ def _read_import(source: str) -> list[Any]:
         raise InvalidInput(f"{source} is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
     try:
         docs = yamlio.load(data)
-    except yamlio.YAMLError as exc:
-        raise InvalidInput(f"{source}: {yamlio.describe(exc)}") from None
+    except yamlio.YAMLSyntaxError as exc:
+        raise InvalidInput(f"{source}: {exc}") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{source}: not valid UTF-8") from None
     if isinstance(docs, dict) and isinstance(docs.get("tasks"), list):
@@ -318,6 +305,8 @@ def claim(
     as_json: JsonFlag = False,
 ) -> None:
     """Claim a task for an agent that drives itself; exit 1 if nothing is claimable."""
+    from stigmergy_cli import results  # git and worktrees: only for the commands that use them
+
     env = open_env(ctx)
     at = now()
     agent = tasks.validate_id(agent, "agent id")
@@ -403,6 +392,8 @@ def fail(
 @app.command("done")
 def done(ctx: typer.Context, task_id: TaskId, *, agent: AgentOpt, token: TokenOpt = None) -> None:
     """Verify and merge the work in the agent's worktree (for agents that drive themselves)."""
+    from stigmergy_cli import executor, merge, results, worktrees
+
     env = open_env(ctx)
     at = now()
     agent = tasks.validate_id(agent, "agent id")

@@ -9,6 +9,8 @@ the one on the lock, so an agent whose claim was swept can change nothing.
 from __future__ import annotations
 
 import contextlib
+import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +84,8 @@ def _take(
     store: TaskStore, task: Task, agent: str, cfg: Config, now: float, *, session: bool
 ) -> Claimed | None:
     """Try to win `task`'s lock and move it to active; None if someone else has it."""
+    if os.path.lexists(store.layout.lock_dir(task.id)):
+        return None  # taken: skip the cost of building a claim that would lose
     claim = locks.acquire(store.layout, task.id, _owner(agent, task, cfg, now, session=session))
     if claim is None:
         return None
@@ -89,7 +93,7 @@ def _take(
         record = store.get(task.id)
         if record.state != "pending":  # taken and finished, cancelled... since we looked
             raise Conflict(f"task {task.id!r} is {record.state}")  # noqa: TRY301
-        record = store.write(record, record.task.evolve(updated_at=now), "active")
+        record = store.move(record, "active")
     except StigmergyError:
         with locks.integration_lock(store.layout):
             locks.release(store.layout, claim)
@@ -122,6 +126,8 @@ def claim_best(
 ) -> Claimed:
     """Claim the best-scoring ready task this agent may take; NothingClaimable if none."""
     scan = store.scan(now, states=("pending",))
+    # Best score first, then oldest. Among tasks created together (an import), each agent
+    # has its own order, so racing agents spread out instead of all trying the same task.
     ranked = sorted(
         scan.records,
         key=lambda r: (
@@ -132,7 +138,7 @@ def claim_best(
                 ),
             ),
             r.task.created_at or 0.0,
-            r.task.id,
+            zlib.crc32(f"{agent}/{r.task.id}".encode()),
         ),
     )
     readiness = _Readiness(store)

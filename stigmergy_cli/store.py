@@ -193,7 +193,10 @@ class TaskStore:
             if trusted or st.st_ctime_ns < racy_after_ns:
                 fresh[name] = [*sig, native]
             result.records.append(TaskRecord(task, state, self.layout))
-        if changed or len(fresh) != len(cache):
+        # Entries of files that left (a claim moves one out of pending/) are harmless, so the
+        # cache is rewritten for them only once they pile up.
+        stale = len(cache) - (len(fresh) - sum(1 for name in fresh if name not in cache))
+        if changed or stale > max(64, len(fresh) // 4):
             self._write_cache(state, fresh)
 
     def _read_cache(self, state: str) -> dict[str, list[Any]]:
@@ -394,6 +397,12 @@ class TaskStore:
                     f"(only {' or '.join(allowed)} tasks can be)"
                 )
             return self.write(record, change(record.task).evolve(updated_at=now), to_state)
+
+    def move(self, record: TaskRecord, to_state: str) -> TaskRecord:
+        """Move `record` to `to_state`, content unchanged (one rename). Hold its lock."""
+        path = self.layout.task_file(to_state, record.task.id)
+        atomic.move(record.path, path)
+        return TaskRecord(record.task, to_state, self.layout)
 
     def write(self, record: TaskRecord, task: Task, to_state: str | None = None) -> TaskRecord:
         """Move `record` to `to_state` (one rename), then write `task` there. Hold its lock."""

@@ -64,3 +64,31 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict) and isinstance(record.get("event"), str):
                 yield record
+
+
+def follow(path: Path, start: int, poll: float = 0.2) -> Iterator[dict[str, Any]]:
+    """Events appended after byte `start`, as they arrive (a `tail -f`); never returns."""
+    import time
+
+    position = start
+    pending = b""
+    while True:
+        try:
+            with path.open("rb") as fh:
+                fh.seek(position)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        if not chunk:
+            time.sleep(poll)
+            continue
+        position += len(chunk)
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("event"), str):
+                yield record

@@ -78,9 +78,10 @@ def take(layout: Layout, store: TaskStore, cfg: Config, now: float) -> Snapshot:
     entries = pool.build(scan.records, now, cfg.pressure)
     by_id = {e.record.task.id: e for e in entries}
     counts = Counter(e.record.state for e in entries)
-    claim_started = {
-        info.task_id: info.owner.claimed_at for info in locks.list_locks(layout) if info.owner
-    }
+    claims = [info for info in locks.list_locks(layout) if info.owner]
+    claim_started = {info.task_id: info.owner.claimed_at for info in claims if info.owner}
+    # What an agent holds, for agents whose heartbeat does not say (a session between calls).
+    held_by = {info.owner.agent: info.task_id for info in claims if info.owner}
     agents = []
     for info in heartbeats.list_agents(layout):
         beat = info.beat
@@ -90,7 +91,7 @@ def take(layout: Layout, store: TaskStore, cfg: Config, now: float) -> Snapshot:
             )
             continue
         lease = cfg.session_lease if beat.kind == "session" else cfg.lease
-        task = beat.task
+        task = beat.task or held_by.get(beat.agent)
         entry = by_id.get(task) if task else None
         started = claim_started.get(task) if task else None
         agents.append(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +15,9 @@ from stigmergy_cli import console, tasks
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, options
 from stigmergy_cli.environment import ROOT_ENV_VAR, initialize
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 def init(
@@ -90,8 +96,94 @@ def integrate(
         raise typer.Exit(1)
 
 
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Agents, tasks by state, the ready queue, the pressure map and recent events."""
+    from stigmergy_cli import snapshot
+
+    env = open_env(ctx)
+    snap = snapshot.take(env.layout, env.store, env.config, now())
+    if as_json:
+        console.emit_json(snap.to_json())
+    else:
+        console.console().print(render.dashboard(snap))
+
+
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")
+    ] = 1.0,
+) -> None:
+    """The status dashboard, refreshed live until Ctrl-C."""
+    from rich.live import Live
+
+    from stigmergy_cli import snapshot
+
+    env = open_env(ctx)
+    out = console.console()
+
+    def frame() -> RenderableType:
+        return render.dashboard(snapshot.take(env.layout, env.store, env.config, now()))
+
+    try:
+        with Live(frame(), console=out, refresh_per_second=4, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(frame())
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how one leaves a live view: not an error
+
+
+def log(
+    ctx: typer.Context,
+    task_id: Annotated[str | None, typer.Option("--task", help="Only this task's events.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON: an array, or one object per line with --follow.")
+    ] = False,
+) -> None:
+    """The event log: what happened, when, to which task and by which agent."""
+    from stigmergy_cli import events
+
+    env = open_env(ctx)
+    if task_id is not None:
+        tasks.validate_id(task_id)
+
+    def wanted(event: dict[str, Any]) -> bool:
+        return task_id is None or event.get("task") == task_id or event.get("via") == task_id
+
+    shown = [e for e in events.read(env.layout.events) if wanted(e)]
+    if as_json and not follow:
+        console.emit_json(shown)
+        return
+    for event in shown:
+        console.say(json.dumps(event) if as_json else render.event_line(event))
+    if not follow:
+        if not shown and not as_json:
+            console.say("No events yet.")
+        return
+    try:
+        for event in events.follow(
+            env.layout.events,
+            start=env.layout.events.stat().st_size if env.layout.events.exists() else 0,
+        ):
+            if wanted(event):
+                console.say(json.dumps(event) if as_json else render.event_line(event))
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        return
+
+
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.command("init")(init)
     app.command("sweep")(sweep)
     app.command("integrate")(integrate)
+    app.command("status")(status)
+    app.command("watch")(watch)
+    app.command("log")(log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,9 @@ from stigmergy_cli import console
 from stigmergy_cli.pool import Entry
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from stigmergy_cli.snapshot import Snapshot
     from stigmergy_cli.sweep import SweepReport
 
 STATUS_COLOR = {
@@ -218,3 +222,101 @@ def sweep_report(report: SweepReport) -> None:
     console.say(
         f"Sweep {verb} {len(report.actions)} things; {report.live_locks} live claims left alone."
     )
+
+
+def dashboard(snap: Snapshot) -> RenderableType:
+    """The live view of `status` and `watch`: agents, tasks by state, ready queue, pressure,
+    recent events."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    counts = snap.counts
+    total = sum(counts.values())
+    header = Text.assemble(
+        ("stigmergy", "bold"),
+        f"  target {snap.target}  ·  {total} tasks: ",
+        *_count_parts(counts),
+        f"  ·  {snap.claims} claimed  ·  {snap.merged} merged  ·  {snap.conflicts} conflicts",
+    )
+    agents = Table(box=None, header_style="bold", expand=False, pad_edge=False)
+    for column in ("AGENT", "STATE", "STATUS", "TASK", "FOR", "DONE", "FAILED"):
+        agents.add_column(column, no_wrap=column != "TASK", overflow="ellipsis")
+    for a in snap.agents:
+        style = {"alive": "green", "stale": "yellow", "gone": "dim"}.get(a.state, "red")
+        task = f"{a.task}: {a.task_title}" if a.task and a.task_title else (a.task or "-")
+        agents.add_row(
+            a.agent,
+            Text(a.state, style=style),
+            a.status or "-",
+            task,
+            _ago(a.seconds_on_task) if a.task else "",
+            str(a.done),
+            str(a.failed),
+        )
+    if not snap.agents:
+        agents.add_row("(no agent has reported yet)", "", "", "", "", "", "")
+    ready = Table(box=None, header_style="bold", pad_edge=False)
+    ready.add_column("READY", no_wrap=True)
+    ready.add_column("SCORE", justify="right")
+    ready.add_column("TITLE", overflow="ellipsis")
+    for entry in snap.ready:
+        ready.add_row(entry.record.task.id, f"{entry.score:.2f}", entry.record.task.title)
+    if not snap.ready:
+        ready.add_row("(nothing ready)", "", f"{snap.blocked} blocked" if snap.blocked else "")
+    pressure = Table(box=None, header_style="bold", pad_edge=False)
+    pressure.add_column("PRESSURE", no_wrap=True)
+    pressure.add_column("", no_wrap=True)
+    top = max((abs(e.pressure) for e in snap.pressure), default=1.0) or 1.0
+    for entry in snap.pressure:
+        bar = "█" * max(1, round(12 * abs(entry.pressure) / top))
+        pressure.add_row(
+            entry.record.task.id, Text(f"{bar} {entry.pressure:+.2f}", style="magenta")
+        )
+    if not snap.pressure:
+        pressure.add_row("(no pressure deposited)", "")
+    recent = Table(box=None, header_style="bold", pad_edge=False, show_header=True)
+    recent.add_column("RECENT", no_wrap=True)
+    recent.add_column("EVENT", no_wrap=True)
+    recent.add_column("", overflow="ellipsis")
+    for event in snap.recent[-8:]:
+        recent.add_row(
+            time.strftime("%H:%M:%S", time.localtime(float(event.get("ts", 0)))),
+            str(event["event"]),
+            _event_detail(event),
+        )
+    parts: list[RenderableType] = [
+        header,
+        Panel(agents, title="agents", title_align="left", border_style="dim"),
+        Panel(ready, title="queue", title_align="left", border_style="dim"),
+        Panel(pressure, title="pressure", title_align="left", border_style="dim"),
+        Panel(recent, title="events", title_align="left", border_style="dim"),
+    ]
+    if snap.problems:
+        parts.append(
+            Text(f"{snap.problems} unreadable task files: run `stigmergy sweep`", style="red")
+        )
+    return Group(*parts)
+
+
+def _count_parts(counts: dict[str, int]) -> list[tuple[str, str] | str]:
+    parts: list[tuple[str, str] | str] = []
+    for state, n in counts.items():
+        if parts:
+            parts.append(", ")
+        parts.append((f"{n} {state}", STATE_STYLE.get(state, "")))
+    return parts
+
+
+def _event_detail(event: dict[str, Any]) -> str:
+    keys = ("task", "agent", "outcome", "reason", "action", "title", "conflict_task")
+    return "  ".join(f"{k}={event[k]}" for k in keys if event.get(k) not in (None, ""))
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One event for `stigmergy log`."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(event.get("ts", 0))))
+    rest = {k: v for k, v in event.items() if k not in ("ts", "event")}
+    detail = "  ".join(f"{k}={v}" for k, v in rest.items())
+    return f"{when}  {event['event']:<14} {detail}".rstrip()

@@ -179,6 +179,56 @@ def log(
         return
 
 
+def demo(
+    agents: Annotated[
+        int, typer.Option("--agents", "-n", min=1, max=32, help="How many agents.")
+    ] = 4,
+    think: Annotated[
+        float, typer.Option("--think", min=0, help="Seconds each scripted agent 'thinks' per task.")
+    ] = 0.4,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the sample repository afterwards.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Watch agents build a small package together: the whole loop, no model needed."""
+    import shutil
+    import tempfile
+
+    from stigmergy_cli import demo as sample
+    from stigmergy_cli import snapshot
+    from stigmergy_cli.demo_project import PIECES
+
+    python = sample.python_executable()
+    root = Path(tempfile.mkdtemp(prefix="stigmergy-demo-")) / "stats"
+    try:
+        env = sample.create(root, python, now())
+        if not as_json:
+            console.say(f"Sample project: {root} ({len(PIECES)} tasks, {agents} agents)")
+        workers = sample.start_agents(root, agents, python, think)
+        live_view = not as_json and sys.stdout.isatty()
+        if live_view:
+            from rich.live import Live
+
+            def frame() -> RenderableType:
+                return render.dashboard(snapshot.take(env.layout, env.store, env.config, now()))
+
+            with Live(frame(), console=console.console(), refresh_per_second=4) as live:
+                sample.run_until_done(env, workers, on_tick=lambda: live.update(frame()))
+        else:
+            sample.run_until_done(env, workers)
+        result = sample.report(env, agents, python)
+    finally:
+        if not keep:
+            shutil.rmtree(root.parent, ignore_errors=True)
+    if as_json:
+        console.emit_json(result.to_json())
+    else:
+        render.demo_summary(result, kept=keep)
+    if result.failed or not result.tests_passed or result.done != result.tasks:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.command("init")(init)
@@ -187,3 +237,4 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("watch")(watch)
     app.command("log")(log)
+    app.command("demo")(demo)

@@ -14,6 +14,7 @@ from stigmergy_cli.pool import Entry
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from stigmergy_cli.demo import DemoReport
     from stigmergy_cli.snapshot import Snapshot
     from stigmergy_cli.sweep import SweepReport
 
@@ -320,3 +321,32 @@ def event_line(event: dict[str, Any]) -> str:
     rest = {k: v for k, v in event.items() if k not in ("ts", "event")}
     detail = "  ".join(f"{k}={v}" for k, v in rest.items())
     return f"{when}  {event['event']:<14} {detail}".rstrip()
+
+
+def demo_summary(result: DemoReport, *, kept: bool) -> None:
+    """The end of `stigmergy demo`."""
+    out = console.console()
+    ok = "[green]✓[/]" if result.tests_passed else "[red]✗[/]"
+    out.print()
+    out.print(
+        f"[bold]{result.done} of {result.tasks} tasks done[/] by {result.agents} agents, "
+        f"{result.merges} merges into main, {result.failed} failed."
+    )
+    if result.conflicts:
+        out.print(
+            f"{result.conflicts} merge conflict found and turned into a task; "
+            f"{result.resolved} resolved and merged."
+        )
+    else:
+        out.print("No merge conflict this time (it needs two agents on the README at once).")
+    out.print(
+        f"{result.work_seconds:.1f} s of agent work in {result.makespan:.1f} s: "
+        f"[bold]{result.speedup:.1f}x[/] one agent alone."
+    )
+    out.print(f"{ok} the package's tests on main: {result.tests_summary}")
+    if kept:
+        out.print(
+            f"The repository is kept at {result.root}: try `git log --graph --oneline` "
+            "and `stigmergy status` there."
+        )
+    out.print("Next: point agents at your own repository; see README.md and examples/.")

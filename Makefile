@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# docs/cli.md is generated from the typer app; a test fails when it is out of date.
+docs: $(STAMP)
+	$(BIN)/typer stigmergy_cli.cli.app utils docs --name stigmergy --title "stigmergy command line" --output docs/cli.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

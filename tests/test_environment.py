@@ -131,3 +131,21 @@ def test_root_discovery_from_files_agrees_with_git(env_root: Path, tmp_path: Pat
             else Path(git(start, "rev-parse", "--show-toplevel"))
         )
         assert fast == expected, start
+
+
+def test_the_example_environment_is_readable_by_this_version(repo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from stigmergy_cli import heartbeats, locks
+    from stigmergy_cli.paths import Layout
+
+    example = Path(__file__).resolve().parents[1] / ".stigmergy.example"
+    shutil.copytree(example, repo / ".stigmergy")
+    env = open_environment(repo, None, {})
+    scan = env.store.scan(0.0)
+    assert scan.problems == []
+    assert {r.state for r in scan.records} == {"pending", "active", "done", "failed", "cancelled"}
+    (lock,) = locks.list_locks(Layout(repo))
+    assert lock.owner is not None
+    assert lock.owner.agent == "gamma"
+    assert all(a.beat is not None for a in heartbeats.list_agents(Layout(repo)))

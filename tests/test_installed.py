@@ -125,3 +125,25 @@ def test_a_built_wheel_runs_init_from_a_fresh_venv(tmp_path: Path, repo: Path) -
     assert "target: main" in (repo / ".stigmergy" / "config.yaml").read_text()
     assert (repo / ".stigmergy" / ".gitignore").read_text().startswith("# Runtime state")
     assert git(repo, "status", "--porcelain").count(".stigmergy/") == 1
+
+
+def test_the_command_line_reference_is_generated_from_the_app() -> None:
+    """docs/cli.md must be what the app says today (`make docs` regenerates it)."""
+    typer_cli = Path(sys.executable).parent / "typer"
+    generated = subprocess.run(
+        [
+            str(typer_cli),
+            "stigmergy_cli.cli.app",
+            "utils",
+            "docs",
+            "--name",
+            "stigmergy",
+            "--title",
+            "stigmergy command line",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    assert generated.strip() == committed.strip(), "docs/cli.md is stale: run `make docs`"

@@ -26,6 +26,7 @@ def init(
         str | None,
         typer.Option(
             "--target",
+            metavar="BRANCH",
             help="Branch that agents merge into (default: the branch checked out now).",
             show_default=False,
         ),
@@ -114,7 +115,8 @@ def status(
 def watch(
     ctx: typer.Context,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")
+        float,
+        typer.Option("--interval", metavar="SECONDS", min=0.1, help="Seconds between refreshes."),
     ] = 1.0,
 ) -> None:
     """The status dashboard, refreshed live until Ctrl-C."""
@@ -139,7 +141,9 @@ def watch(
 
 def log(
     ctx: typer.Context,
-    task_id: Annotated[str | None, typer.Option("--task", help="Only this task's events.")] = None,
+    task_id: Annotated[
+        str | None, typer.Option("--task", metavar="ID", help="Only this task's events.")
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new events.")
     ] = False,
@@ -181,10 +185,16 @@ def log(
 
 def demo(
     agents: Annotated[
-        int, typer.Option("--agents", "-n", min=1, max=32, help="How many agents.")
+        int, typer.Option("--agents", "-n", metavar="N", min=1, max=32, help="How many agents.")
     ] = 4,
     think: Annotated[
-        float, typer.Option("--think", min=0, help="Seconds each scripted agent 'thinks' per task.")
+        float,
+        typer.Option(
+            "--think",
+            metavar="SECONDS",
+            min=0,
+            help="Seconds each scripted agent 'thinks' per task.",
+        ),
     ] = 0.4,
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the sample repository afterwards.")

@@ -67,7 +67,9 @@ def list_(
 def heartbeat(
     ctx: typer.Context,
     *,
-    agent: Annotated[str, typer.Option("--id", help="The agent's id.", show_default=False)],
+    agent: Annotated[
+        str, typer.Option("--id", metavar="ID", help="The agent's id.", show_default=False)
+    ],
 ) -> None:
     """Tell the pool a self-driving agent is still at work (keeps its claim from going stale)."""
     env = open_env(ctx)
@@ -85,23 +87,40 @@ def heartbeat(
 def run(
     ctx: typer.Context,
     *,
-    agent: Annotated[str, typer.Option("--id", help="This agent's id.", show_default=False)],
+    agent: Annotated[
+        str, typer.Option("--id", metavar="ID", help="This agent's id.", show_default=False)
+    ],
     command: Annotated[
         str | None,
-        typer.Option("--exec", help="Executor run with /bin/sh -c in the agent's worktree."),
+        typer.Option(
+            "--exec", metavar="CMD", help="Executor run with /bin/sh -c in the agent's worktree."
+        ),
     ] = None,
-    role: Annotated[str | None, typer.Option("--role", help="Take tasks of this role.")] = None,
+    role: Annotated[
+        str | None, typer.Option("--role", metavar="ROLE", help="Take tasks of this role.")
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Do at most one task, then exit.")] = False,
     max_tasks: Annotated[
-        int | None, typer.Option("--max-tasks", min=1, help="Exit after this many tasks.")
+        int | None,
+        typer.Option("--max-tasks", metavar="N", min=1, help="Exit after this many tasks."),
     ] = None,
     idle_exit: Annotated[
         float | None,
-        typer.Option("--idle-exit", min=0, help="Exit after this many seconds with nothing to do."),
+        typer.Option(
+            "--idle-exit",
+            metavar="SECONDS",
+            min=0,
+            help="Exit after this many seconds with nothing to do.",
+        ),
     ] = None,
     wake_threshold: Annotated[
         float | None,
-        typer.Option("--wake-threshold", min=0, help="Work only on tasks scoring at least this."),
+        typer.Option(
+            "--wake-threshold",
+            metavar="SCORE",
+            min=0,
+            help="Work only on tasks scoring at least this.",
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Do not echo executor output.")
@@ -162,7 +181,9 @@ def _stop_on_signals(loop: Agent) -> Iterator[None]:
 def workspace(
     ctx: typer.Context,
     *,
-    agent: Annotated[str, typer.Option("--id", help="The agent's id.", show_default=False)],
+    agent: Annotated[
+        str, typer.Option("--id", metavar="ID", help="The agent's id.", show_default=False)
+    ],
 ) -> None:
     """Print the agent's worktree, creating it if needed (for agents that drive themselves)."""
     from stigmergy_cli import worktrees

@@ -29,33 +29,51 @@ def add(
     ctx: typer.Context,
     title: Annotated[str, typer.Argument(help="One line saying what to do.", show_default=False)],
     task_id: Annotated[
-        str | None, typer.Option("--id", help="Id (default: title slug + short hash).")
+        str | None,
+        typer.Option("--id", metavar="ID", help="Id (default: title slug + short hash)."),
     ] = None,
-    description: Annotated[str | None, typer.Option("--description", help="Details.")] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", metavar="TEXT", help="Details.")
+    ] = None,
     priority: Annotated[
-        str, typer.Option("--priority", "-p", help="0-100 or low, medium, high, urgent.")
+        str,
+        typer.Option(
+            "--priority", "-p", metavar="N|WORD", help="0-100 or low, medium, high, urgent."
+        ),
     ] = "medium",
     urgent: Annotated[
         bool, typer.Option("--urgent", help="Deposit urgent pressure: jumps the queue.")
     ] = False,
     deps: Annotated[
-        list[str] | None, typer.Option("--dep", help="A task that must be done first.")
+        list[str] | None,
+        typer.Option("--dep", metavar="ID", help="A task that must be done first."),
     ] = None,
-    role: Annotated[str | None, typer.Option("--role", help="Only agents with this role.")] = None,
-    labels: Annotated[list[str] | None, typer.Option("--label", help="A label.")] = None,
-    inputs: Annotated[list[str] | None, typer.Option("--input", help="A path it reads.")] = None,
-    outputs: Annotated[list[str] | None, typer.Option("--output", help="A path it writes.")] = None,
+    role: Annotated[
+        str | None, typer.Option("--role", metavar="ROLE", help="Only agents with this role.")
+    ] = None,
+    labels: Annotated[
+        list[str] | None, typer.Option("--label", metavar="LABEL", help="A label.")
+    ] = None,
+    inputs: Annotated[
+        list[str] | None, typer.Option("--input", metavar="PATH", help="A path it reads.")
+    ] = None,
+    outputs: Annotated[
+        list[str] | None, typer.Option("--output", metavar="PATH", help="A path it writes.")
+    ] = None,
     command: Annotated[
-        str | None, typer.Option("--command", help="Executor for this task only.")
+        str | None, typer.Option("--command", metavar="CMD", help="Executor for this task only.")
     ] = None,
     verify: Annotated[
-        str | None, typer.Option("--verify", help="Command that must exit 0 on success.")
+        str | None,
+        typer.Option("--verify", metavar="CMD", help="Command that must exit 0 on success."),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds before the executor is killed.")
+        float | None,
+        typer.Option("--timeout", metavar="SECONDS", help="Seconds before the executor is killed."),
     ] = None,
     max_attempts: Annotated[
-        int | None, typer.Option("--max-attempts", help="Attempts before it fails for good.")
+        int | None,
+        typer.Option("--max-attempts", metavar="N", help="Attempts before it fails for good."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -160,7 +178,9 @@ def list_(
     ctx: typer.Context,
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", "-s", help=f"Only these states: {', '.join(STATES)}."),
+        typer.Option(
+            "--status", "-s", metavar="STATE", help=f"Only these states: {', '.join(STATES)}."
+        ),
     ] = None,
     ready: Annotated[
         bool, typer.Option("--ready", help="Only tasks an agent could start now.")
@@ -168,9 +188,11 @@ def list_(
     blocked: Annotated[
         bool, typer.Option("--blocked", help="Only pending tasks that wait, and why.")
     ] = False,
-    role: Annotated[str | None, typer.Option("--role", help="Only tasks for this role.")] = None,
+    role: Annotated[
+        str | None, typer.Option("--role", metavar="ROLE", help="Only tasks for this role.")
+    ] = None,
     label: Annotated[
-        str | None, typer.Option("--label", help="Only tasks with this label.")
+        str | None, typer.Option("--label", metavar="LABEL", help="Only tasks with this label.")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -286,10 +308,14 @@ def boost(ctx: typer.Context, task_id: TaskId) -> None:
     )
 
 
-AgentOpt = Annotated[str, typer.Option("--agent", help="The agent acting.", show_default=False)]
+AgentOpt = Annotated[
+    str, typer.Option("--agent", metavar="AGENT", help="The agent acting.", show_default=False)
+]
 TokenOpt = Annotated[
     str | None,
-    typer.Option("--token", help="The claim's token, as `task claim --json` printed it."),
+    typer.Option(
+        "--token", metavar="TOKEN", help="The claim's token, as `task claim --json` printed it."
+    ),
 ]
 
 
@@ -301,7 +327,9 @@ def claim(
     ] = None,
     *,
     agent: AgentOpt,
-    role: Annotated[str | None, typer.Option("--role", help="The agent's role.")] = None,
+    role: Annotated[
+        str | None, typer.Option("--role", metavar="ROLE", help="The agent's role.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Claim a task for an agent that drives itself; exit 1 if nothing is claimable."""
@@ -372,7 +400,9 @@ def fail(
     task_id: TaskId,
     *,
     agent: AgentOpt,
-    reason: Annotated[str | None, typer.Option("--reason", help="What went wrong.")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", metavar="TEXT", help="What went wrong.")
+    ] = None,
     token: TokenOpt = None,
 ) -> None:
     """Record a failed attempt: the task goes back to pending, or to failed at its limit."""

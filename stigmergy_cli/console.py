@@ -5,11 +5,13 @@ rich is imported only when something is rendered for a person, to keep start-up 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -69,6 +71,21 @@ def paint(text: str, style: str) -> str:
     """`text` wrapped in the ANSI code for `style` ("" leaves it plain)."""
     code = _ANSI.get(style)
     return f"\x1b[{code}m{text}\x1b[0m" if code else text
+
+
+BUSY_AT = 500  # items from which a long command shows that it is working
+
+
+@contextlib.contextmanager
+def busy(message: str, *, when: bool = True) -> Iterator[None]:
+    """A spinner on stderr while a long step runs, for a person at a terminal only."""
+    if not when or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield
 
 
 @functools.cache

@@ -61,7 +61,8 @@ def sweep(
     from stigmergy_cli.sweep import sweep as run_sweep
 
     env = open_env(ctx)
-    report = run_sweep(env.store, env.config, now(), dry_run=dry_run)
+    with console.busy("Sweeping", when=not as_json):
+        report = run_sweep(env.store, env.config, now(), dry_run=dry_run)
     if as_json:
         console.emit_json(report.to_json())
     else:

@@ -121,7 +121,8 @@ def import_(
     docs = _read_import(source)
     who = whoami()
     batch = [_import_one(doc, f"{source}: task {i}", at, who) for i, doc in enumerate(docs, 1)]
-    records = env.store.import_tasks(batch, at)
+    with console.busy(f"Importing {len(batch)} tasks", when=len(batch) >= console.BUSY_AT):
+        records = env.store.import_tasks(batch, at)
     if as_json:
         console.emit_json([pool.entry_json(e) for e in _entries(env, records, at)])
     else:

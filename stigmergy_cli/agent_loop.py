@@ -158,7 +158,7 @@ class Agent:
                     role=self.options.role,
                     now=self.clock(),
                     can_take=self.can_take,
-                    min_score=threshold or None,
+                    wake_threshold=threshold or None,
                 )
             except NothingClaimable as exc:
                 if self.options.once:

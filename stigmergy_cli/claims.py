@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from stigmergy_cli import decay, events, locks
+from stigmergy_cli import decay, events, locks, pool, signals
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, StigmergyError
 from stigmergy_cli.locks import NotOwner, Owner
@@ -122,21 +122,26 @@ def claim_best(
     now: float,
     session: bool = False,
     can_take: Callable[[Task], bool] | None = None,
-    min_score: float | None = None,
+    wake_threshold: float | None = None,
 ) -> Claimed:
     """Claim the best-scoring ready task this agent may take; NothingClaimable if none."""
     scan = store.scan(now, states=("pending",))
+    field = signals.Field(store.layout, cfg.pressure).pressures(now)
+    scores = {
+        r.task.id: decay.score(
+            r.task.priority, pool.task_pressure(r.task, now, cfg.pressure, field)
+        )
+        for r in scan.records
+    }
+    # An agent's own pressure (signals on it or its role) adds to what it sees: a nudge can
+    # wake an idle agent whose threshold the pool alone does not reach.
+    nudge = field.get(f"agent:{agent}", 0.0) + (field.get(f"role:{role}", 0.0) if role else 0.0)
     # Best score first, then oldest. Among tasks created together (an import), each agent
     # has its own order, so racing agents spread out instead of all trying the same task.
     ranked = sorted(
         scan.records,
         key=lambda r: (
-            -decay.score(
-                r.task.priority,
-                decay.pressure_now(
-                    r.task.pressure, r.task.pressure_at, now, cfg.pressure, r.task.id
-                ),
-            ),
+            -scores[r.task.id],
             r.task.created_at or 0.0,
             zlib.crc32(f"{agent}/{r.task.id}".encode()),
         ),
@@ -157,13 +162,9 @@ def claim_best(
         if can_take is not None and not can_take(task):
             counts["not executable"] += 1
             continue
-        if min_score is not None:
-            pressure = decay.pressure_now(
-                task.pressure, task.pressure_at, now, cfg.pressure, task.id
-            )
-            if decay.score(task.priority, pressure) < min_score:
-                counts["below threshold"] += 1
-                continue
+        if wake_threshold is not None and scores[task.id] + nudge < wake_threshold:
+            counts["below threshold"] += 1
+            continue
         if not readiness.ready(task):
             counts["blocked"] += 1
             continue
@@ -254,13 +255,7 @@ def release(
     def back(task: Task) -> tuple[Task, str]:
         if not skip:
             return task.evolve(updated_at=now), "pending"
-        pressure = decay.deposit(
-            task.pressure, task.pressure_at, cfg.pressure.signal_skip, now, cfg.pressure, task.id
-        )
-        changed = task.evolve(
-            skip_count=task.skip_count + 1, pressure=pressure, pressure_at=now, updated_at=now
-        )
-        return changed, "pending"
+        return task.evolve(skip_count=task.skip_count + 1, updated_at=now), "pending"
 
     with owned(store, task_id, agent, token) as owner:
         record = _finish(store, owner, task_id, back)
@@ -269,7 +264,23 @@ def release(
     )
     if skip:
         events.append(store.layout.events, events.SKIPPED, now, task=task_id, agent=agent)
+        deposit(store, cfg, signals.SKIP, task_id, cfg.pressure.signal_skip, agent, now)
     return record
+
+
+def deposit(
+    store: TaskStore,
+    cfg: Config,
+    kind: str,
+    task_id: str,
+    intensity: float,
+    agent: str | None,
+    now: float,
+) -> None:
+    """Deposit one of stigmergy's own signals on a task (skip, failure, urgent...)."""
+    if intensity:
+        signal = signals.Signal(kind, intensity, f"task:{task_id}", now, agent=agent)
+        signals.Field(store.layout, cfg.pressure).deposit(signal)
 
 
 def max_attempts(task: Task, cfg: Config) -> int:
@@ -280,16 +291,11 @@ def max_attempts(task: Task, cfg: Config) -> int:
 def requeue_after_failure(
     task: Task, cfg: Config, now: float, result: dict[str, Any]
 ) -> tuple[Task, str]:
-    """Count a failed attempt: back to pending with retry pressure, or failed/ at the limit."""
+    """Count a failed attempt: back to pending, or failed/ at the limit. (The caller deposits
+    the failure signal that raises a retried task in the queue.)"""
     attempts = task.attempts + 1
-    pressure = decay.deposit(
-        task.pressure, task.pressure_at, cfg.pressure.signal_failure, now, cfg.pressure, task.id
-    )
     to_state = "failed" if attempts >= max_attempts(task, cfg) else "pending"
-    changed = task.evolve(
-        attempts=attempts, pressure=pressure, pressure_at=now, updated_at=now, result=result
-    )
-    return changed, to_state
+    return task.evolve(attempts=attempts, updated_at=now, result=result), to_state
 
 
 def fail(
@@ -317,4 +323,6 @@ def fail(
         reason=reason,
         state=record.state,
     )
+    if record.state == "pending":
+        deposit(store, cfg, signals.FAILURE, task_id, cfg.pressure.signal_failure, agent, now)
     return record

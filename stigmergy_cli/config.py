@@ -127,6 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=-1,
         maximum=1,
     ),
+    Setting("pressure.signals.conflict", float, defaults.SIGNAL_CONFLICT, minimum=-1, maximum=1),
     Setting("pressure.signals.urgent", float, defaults.SIGNAL_URGENT, minimum=-1, maximum=1),
     Setting("pressure.signals.boost", float, defaults.SIGNAL_BOOST, minimum=-1, maximum=1),
     Setting("merge.conflict_priority", int, defaults.CONFLICT_PRIORITY, minimum=0, maximum=100),
@@ -148,6 +149,7 @@ class PressureConfig:
     signal_skip: float = defaults.SIGNAL_SKIP
     signal_failure: float = defaults.SIGNAL_FAILURE
     signal_dependency_done: float = defaults.SIGNAL_DEPENDENCY_DONE
+    signal_conflict: float = defaults.SIGNAL_CONFLICT
     signal_urgent: float = defaults.SIGNAL_URGENT
     signal_boost: float = defaults.SIGNAL_BOOST
 

@@ -44,6 +44,7 @@ PRESSURE_EPSILON = 0.01  # `stigmergy decay` evaporates pressure below this
 SIGNAL_SKIP = 0.05  # deposited when a task is passed over or released unfinished
 SIGNAL_FAILURE = 0.1  # deposited when an attempt fails, so retries rise in the queue
 SIGNAL_DEPENDENCY_DONE = 0.05  # deposited on dependants when a dependency completes
+SIGNAL_CONFLICT = 0.2  # on the task created to resolve a merge conflict
 SIGNAL_URGENT = 1.0  # `task add --urgent`: above any wake threshold
 SIGNAL_BOOST = 0.25  # `task boost`
 

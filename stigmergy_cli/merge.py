@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import events, gitops, locks, tasks
+from stigmergy_cli import claims, events, gitops, locks, signals, tasks
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, GitError, StigmergyError
 from stigmergy_cli.store import TaskRecord, TaskStore
@@ -104,7 +104,19 @@ def integrate(
         if outcome.kind == "conflict":
             conflict = _conflict_task(store, cfg, record.task, outcome, now)
             outcome = replace(outcome, conflict_task=conflict)
-        _finish(store, record, agent, token, outcome, now, log)
+        _finish(store, cfg, record, agent, token, outcome, now, log)
+    if outcome.merged:
+        _nudge_dependants(store, cfg, task_id, agent, now)
+    if outcome.conflict_task:
+        claims.deposit(
+            store,
+            cfg,
+            signals.CONFLICT,
+            outcome.conflict_task,
+            cfg.pressure.signal_conflict,
+            agent,
+            now,
+        )
     events.append(
         layout.events,
         {"merged": events.MERGED, "unchanged": events.MERGED, "conflict": events.CONFLICT}.get(
@@ -120,6 +132,18 @@ def integrate(
         detail=outcome.detail or None,
     )
     return outcome
+
+
+def _nudge_dependants(store: TaskStore, cfg: Config, task_id: str, agent: str, now: float) -> None:
+    """A dependency landed: its pending dependants become interesting (dependency_done)."""
+    intensity = cfg.pressure.signal_dependency_done
+    if not intensity:
+        return
+    for record in store.scan(now, states=("pending",)).records:
+        if task_id in record.task.depends_on:
+            claims.deposit(
+                store, cfg, signals.DEPENDENCY_DONE, record.task.id, intensity, agent, now
+            )
 
 
 def _salvage(
@@ -210,6 +234,7 @@ def _advance(root: Path, target: _Target, old: str, new: str) -> bool | None:
 
 def _finish(
     store: TaskStore,
+    cfg: Config,
     record: TaskRecord,
     agent: str,
     token: str,
@@ -234,7 +259,7 @@ def _finish(
     store.write(record, task.evolve(result=result, updated_at=now), "done")
     locks.remove(store.layout, task.id, token, agent)
     if outcome.merged and task.type == CONFLICT_TYPE:
-        _complete_originals(store, task, outcome, now)
+        _complete_originals(store, cfg, task, outcome, now)
 
 
 def _conflict_task(store: TaskStore, cfg: Config, task: Task, outcome: Outcome, now: float) -> str:
@@ -287,7 +312,9 @@ def conflict_of(task: Task) -> dict[str, Any] | None:
     return section
 
 
-def _complete_originals(store: TaskStore, task: Task, outcome: Outcome, now: float) -> None:
+def _complete_originals(
+    store: TaskStore, cfg: Config, task: Task, outcome: Outcome, now: float
+) -> None:
     """A resolved conflict landed: the task it resolved (and so on up the chain) is merged."""
     current: Task | None = task
     while current is not None and (section := conflict_of(current)) is not None:
@@ -303,6 +330,7 @@ def _complete_originals(store: TaskStore, task: Task, outcome: Outcome, now: flo
         except StigmergyError:
             return
         events.append(store.layout.events, events.MERGED, now, task=original_id, via=task.id)
+        _nudge_dependants(store, cfg, original_id, task.id, now)
         current = record.task
 
 

@@ -24,10 +24,12 @@ class LockTimeout(StigmergyError):
 
 
 class FileLock:
-    """An exclusive flock on `path`, created if missing. Not reentrant."""
+    """A flock on `path` (exclusive, or shared with `shared=True`), created if missing.
+    Not reentrant."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, shared: bool = False) -> None:
         self.path = path
+        self._mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         self._fd: int | None = None
 
     @property
@@ -41,7 +43,7 @@ class FileLock:
         """Take the lock if it is free; never wait."""
         fd = self._open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, self._mode | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
@@ -56,7 +58,7 @@ class FileLock:
         if timeout is None:
             fd = self._open()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, self._mode)
             except BaseException:
                 os.close(fd)
                 raise

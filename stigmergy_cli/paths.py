@@ -93,6 +93,11 @@ class Layout:
         return self.env / "logs"
 
     @property
+    def signals(self) -> Path:
+        """The pressure field: deposited signals, one JSON object per line."""
+        return self.env / "signals.jsonl"
+
+    @property
     def events(self) -> Path:
         return self.env / "events.jsonl"
 

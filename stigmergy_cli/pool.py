@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from stigmergy_cli import decay
 from stigmergy_cli.config import PressureConfig
 from stigmergy_cli.deps import Known, blocked_reason
 from stigmergy_cli.store import TaskRecord
+from stigmergy_cli.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,27 @@ def is_merged(record: TaskRecord) -> bool:
     return result is None or result.get("merged", True) is not False
 
 
-def build(records: Iterable[TaskRecord], now: float, cfg: PressureConfig) -> list[Entry]:
+def task_pressure(task: Task, now: float, cfg: PressureConfig, field: Mapping[str, float]) -> float:
+    """Pressure on a task: signals targeting it (`field`, from signals.Field.pressures) plus any
+    deposit written in the task file itself."""
+    own = decay.pressure_now(task.pressure, task.pressure_at, now, cfg, key=task.id)
+    return own + field.get(f"task:{task.id}", 0.0)
+
+
+def build(
+    records: Iterable[TaskRecord],
+    now: float,
+    cfg: PressureConfig,
+    field: Mapping[str, float] | None = None,
+) -> list[Entry]:
     """Score every task at `now` and explain what blocks each pending one; best first."""
     records = list(records)
+    field = field or {}
     known = {r.task.id: Known(r.state, is_merged(r)) for r in records}
     entries = []
     for record in records:
         task = record.task
-        pressure = decay.pressure_now(task.pressure, task.pressure_at, now, cfg, key=task.id)
+        pressure = task_pressure(task, now, cfg, field)
         blocked = blocked_reason(task, known) if record.state == "pending" else None
         entries.append(Entry(record, pressure, decay.score(task.priority, pressure), blocked))
     entries.sort(key=lambda e: (-e.score, e.record.task.created_at or 0.0, e.record.task.id))

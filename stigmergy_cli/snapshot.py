@@ -6,7 +6,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from stigmergy_cli import events, heartbeats, locks, pool
+from stigmergy_cli import events, heartbeats, locks, pool, signals
 from stigmergy_cli.config import Config
 from stigmergy_cli.paths import STATES, Layout
 from stigmergy_cli.pool import Entry
@@ -75,7 +75,8 @@ class Snapshot:
 def take(layout: Layout, store: TaskStore, cfg: Config, now: float) -> Snapshot:
     """Read tasks, claims, heartbeats and the tail of the event log at `now`."""
     scan = store.scan(now)
-    entries = pool.build(scan.records, now, cfg.pressure)
+    field = signals.Field(layout, cfg.pressure).pressures(now)
+    entries = pool.build(scan.records, now, cfg.pressure, field)
     by_id = {e.record.task.id: e for e in entries}
     counts = Counter(e.record.state for e in entries)
     claims = [info for info in locks.list_locks(layout) if info.owner]

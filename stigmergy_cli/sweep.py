@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import defaults, events, heartbeats, locks
-from stigmergy_cli.claims import max_attempts, requeue_after_failure
+from stigmergy_cli import defaults, events, heartbeats, locks, signals
+from stigmergy_cli.claims import deposit, max_attempts, requeue_after_failure
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict
 from stigmergy_cli.heartbeats import Heartbeat
@@ -182,6 +182,9 @@ class Sweeper:
                     return
                 task, to_state = requeue_after_failure(record.task, self.cfg, self.now, result)
                 self.store.write(record, task, to_state)
+            if to_state == "pending":
+                failure = self.cfg.pressure.signal_failure
+                deposit(self.store, self.cfg, signals.FAILURE, task_id, failure, "sweep", self.now)
         except Conflict:
             return  # an agent grabbed the lock meanwhile; the next sweep reconciles
         detail = f"{reason}; attempt {task.attempts} of {max_attempts(task, self.cfg)}"

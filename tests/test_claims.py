@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import claims, config, events, locks, tasks
+from stigmergy_cli import claims, config, events, locks, signals, tasks
 from stigmergy_cli.claims import NothingClaimable
 from stigmergy_cli.config import Config
 from stigmergy_cli.locks import NotOwner
@@ -105,7 +105,8 @@ def test_release_counts_a_skip_and_raises_pressure(store: TaskStore) -> None:
     claimed.claim.close()
     record = claims.release(store, CFG, "alpha", "t", token=claimed.token, now=NOW + 10)
     assert (record.state, record.task.skip_count, record.task.attempts) == ("pending", 1, 0)
-    assert record.task.pressure == pytest.approx(CFG.pressure.signal_skip)
+    field = signals.Field(store.layout, CFG.pressure)
+    assert field.read(["task:t"], NOW + 10) == pytest.approx(CFG.pressure.signal_skip)
     assert locks.inspect(store.layout, "t") is None
 
 

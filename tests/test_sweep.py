@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import claims, config, events, heartbeats, locks, tasks
+from stigmergy_cli import claims, config, events, heartbeats, locks, signals, tasks
 from stigmergy_cli.config import Config
 from stigmergy_cli.heartbeats import Heartbeat
 from stigmergy_cli.locks import LockInfo, Owner
@@ -149,7 +149,8 @@ def test_a_dead_claim_is_requeued_once_with_an_attempt_counted(store: TaskStore)
     ]
     record = store.get("t")
     assert (record.state, record.task.attempts) == ("pending", 1)
-    assert record.task.pressure == pytest.approx(cfg.pressure.signal_failure)
+    field = signals.Field(store.layout, cfg.pressure)
+    assert field.read(["task:t"], time.time()) == pytest.approx(cfg.pressure.signal_failure, rel=0.01)
     assert locks.inspect(store.layout, "t") is None
     tombs = [p.name for p in store.layout.locks.iterdir() if p.name.startswith(".tomb-t-swept")]
     assert len(tombs) == 1

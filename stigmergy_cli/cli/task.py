@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from stigmergy_cli import claims, console, decay, events, heartbeats, pool, tasks, yamlio
+from stigmergy_cli import claims, console, events, heartbeats, pool, signals, tasks, yamlio
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, report_problems, whoami
 from stigmergy_cli.environment import Environment
-from stigmergy_cli.errors import InvalidInput, StigmergyError
+from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError
 from stigmergy_cli.paths import STATES
 from stigmergy_cli.store import TaskRecord
 from stigmergy_cli.tasks import Task
@@ -95,11 +95,18 @@ def add(
         "timeout": timeout,
         "max_attempts": max_attempts,
     }
-    if urgent:
-        doc["pressure"] = env.config.pressure.signal_urgent
-        doc["pressure_at"] = at
     task = tasks.new_task(doc, now=at, created_by=whoami())
     record = env.store.add(task, at, id_generated=task_id is None)
+    if urgent:
+        claims.deposit(
+            env.store,
+            env.config,
+            signals.URGENT,
+            record.task.id,
+            env.config.pressure.signal_urgent,
+            whoami(),
+            at,
+        )
     (entry,) = _entries(env, [record], at)
     if as_json:
         console.emit_json(pool.entry_json(entry))
@@ -134,7 +141,12 @@ def _entries(env: Environment, records: list[TaskRecord], at: float) -> list[poo
     ids = {r.task.id for r in records}
     outside = sorted({dep for r in records for dep in r.task.depends_on} - ids)
     related = [*records, *env.store.get_many(outside)]
-    return [e for e in pool.build(related, at, env.config.pressure) if e.record.task.id in ids]
+    entries = pool.build(related, at, env.config.pressure, _field(env, at))
+    return [e for e in entries if e.record.task.id in ids]
+
+
+def _field(env: Environment, at: float) -> dict[str, float]:
+    return signals.Field(env.layout, env.config.pressure).pressures(at)
 
 
 def _import_one(doc: Any, where: str, at: float, who: str) -> Task:
@@ -205,7 +217,7 @@ def list_(
     at = now()
     scan = env.store.scan(at)
     report_problems(scan.problems, env)
-    entries = pool.build(scan.records, at, env.config.pressure)
+    entries = pool.build(scan.records, at, env.config.pressure, _field(env, at))
     wanted = set(status or [])
     shown = [
         e
@@ -290,23 +302,24 @@ def retry(ctx: typer.Context, task_id: TaskId) -> None:
 @app.command("boost")
 def boost(ctx: typer.Context, task_id: TaskId) -> None:
     """Deposit boost pressure on a pending task so agents take it sooner."""
-
-    def deposit(env: Any, task: Task, at: float) -> Task:
-        cfg = env.config.pressure
-        pressure = decay.deposit(
-            task.pressure, task.pressure_at, cfg.signal_boost, at, cfg, task.id
+    env = open_env(ctx)
+    at = now()
+    record = env.store.get(tasks.validate_id(task_id))
+    if record.state != "pending":
+        raise Conflict(
+            f"cannot boost task {task_id!r}: it is {record.state} (only pending tasks can be)"
         )
-        return task.evolve(pressure=pressure, pressure_at=at)
-
-    _simple_transition(
-        ctx,
+    claims.deposit(
+        env.store,
+        env.config,
+        signals.BOOST,
         task_id,
-        verb="boost",
-        allowed=("pending",),
-        to_state="pending",
-        event=events.BOOSTED,
-        change=deposit,
+        env.config.pressure.signal_boost,
+        whoami(),
+        at,
     )
+    events.append(env.layout.events, events.BOOSTED, at, task=task_id, by=whoami())
+    console.say(f"{task_id} boosted.")
 
 
 AgentOpt = Annotated[

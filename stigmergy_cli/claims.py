@@ -39,9 +39,12 @@ class Claimed:
         return self.claim.owner.token
 
 
+ANY_ROLE = "*"  # an agent that takes every task, whatever its role (API schedulers)
+
+
 def eligible(task: Task, role: str | None) -> bool:
     """Role-less tasks are for everyone; a task with a role only for agents with that role."""
-    return task.role is None or task.role == role
+    return task.role is None or role in (task.role, ANY_ROLE)
 
 
 class _Readiness:
@@ -281,6 +284,42 @@ def deposit(
     if intensity:
         signal = signals.Signal(kind, intensity, f"task:{task_id}", now, agent=agent)
         signals.Field(store.layout, cfg.pressure).deposit(signal)
+
+
+def complete(
+    store: TaskStore,
+    cfg: Config,
+    agent: str,
+    task_id: str,
+    *,
+    token: str | None,
+    now: float,
+    output: str | None = None,
+) -> TaskRecord:
+    """Mark a claimed task done without git (for work that is not a commit: API dispatchers).
+
+    Fenced like release and fail; its dependants become ready and get dependency pressure.
+    """
+    result: dict[str, Any] = {"outcome": "done", "agent": agent, "merged": True, "finished_at": now}
+    if output:
+        result["output"] = output[:2000]
+    with owned(store, task_id, agent, token) as owner:
+        record = _finish(
+            store, owner, task_id, lambda t: (t.evolve(result=result, updated_at=now), "done")
+        )
+    events.append(store.layout.events, events.SUCCEEDED, now, task=task_id, agent=agent)
+    nudge_dependants(store, cfg, task_id, agent, now)
+    return record
+
+
+def nudge_dependants(store: TaskStore, cfg: Config, task_id: str, agent: str, now: float) -> None:
+    """A dependency completed: its pending dependants get dependency_done pressure."""
+    intensity = cfg.pressure.signal_dependency_done
+    if not intensity:
+        return
+    for record in store.scan(now, states=("pending",)).records:
+        if task_id in record.task.depends_on:
+            deposit(store, cfg, signals.DEPENDENCY_DONE, record.task.id, intensity, agent, now)
 
 
 def max_attempts(task: Task, cfg: Config) -> int:

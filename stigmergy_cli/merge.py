@@ -106,7 +106,7 @@ def integrate(
             outcome = replace(outcome, conflict_task=conflict)
         _finish(store, cfg, record, agent, token, outcome, now, log)
     if outcome.merged:
-        _nudge_dependants(store, cfg, task_id, agent, now)
+        claims.nudge_dependants(store, cfg, task_id, agent, now)
     if outcome.conflict_task:
         claims.deposit(
             store,
@@ -132,18 +132,6 @@ def integrate(
         detail=outcome.detail or None,
     )
     return outcome
-
-
-def _nudge_dependants(store: TaskStore, cfg: Config, task_id: str, agent: str, now: float) -> None:
-    """A dependency landed: its pending dependants become interesting (dependency_done)."""
-    intensity = cfg.pressure.signal_dependency_done
-    if not intensity:
-        return
-    for record in store.scan(now, states=("pending",)).records:
-        if task_id in record.task.depends_on:
-            claims.deposit(
-                store, cfg, signals.DEPENDENCY_DONE, record.task.id, intensity, agent, now
-            )
 
 
 def _salvage(
@@ -330,7 +318,7 @@ def _complete_originals(
         except StigmergyError:
             return
         events.append(store.layout.events, events.MERGED, now, task=original_id, via=task.id)
-        _nudge_dependants(store, cfg, original_id, task.id, now)
+        claims.nudge_dependants(store, cfg, original_id, task.id, now)
         current = record.task
 
 

@@ -240,6 +240,47 @@ def demo(
         raise typer.Exit(1)
 
 
+def decay(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Drop signals that have faded below epsilon and compact the store. Safe from cron."""
+    from stigmergy_cli import events, signals
+
+    env = open_env(ctx)
+    at = now()
+    dropped, kept = signals.Field(env.layout, env.config.pressure).evaporate(at)
+    if dropped:
+        events.append(env.layout.events, events.DECAYED, at, evaporated=dropped, kept=kept)
+    if as_json:
+        console.emit_json({"evaporated": dropped, "kept": kept})
+    else:
+        console.say(
+            f"Evaporated {dropped} signals below {env.config.pressure.epsilon:g}; {kept} remain."
+        )
+
+
+def stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Throughput, completions, failures, retries, conflicts, wait and run times, per-agent
+    counts and the pressure map, from the event log."""
+    from stigmergy_cli import metrics, snapshot
+
+    env = open_env(ctx)
+    at = now()
+    m = metrics.collect(env.layout.events)
+    snap = snapshot.take(env.layout, env.store, env.config, at)
+    if as_json:
+        doc = m.to_json()
+        doc["tasks"] = snap.counts
+        doc["pressure"] = snap.to_json()["pressure"]
+        console.emit_json(doc)
+    else:
+        console.console().print(render.stats(m, snap))
+
+
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.command("init")(init)
@@ -249,3 +290,5 @@ def register(app: typer.Typer) -> None:
     app.command("watch")(watch)
     app.command("log")(log)
     app.command("demo")(demo)
+    app.command("decay")(decay)
+    app.command("stats")(stats)

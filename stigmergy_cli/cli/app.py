@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from stigmergy_cli import __version__, console
-from stigmergy_cli.cli import admin, agent, lock, task
+from stigmergy_cli.cli import admin, agent, lock, signal, task
 from stigmergy_cli.cli._common import GlobalOptions
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(task.app, name="task")
 app.add_typer(agent.app, name="agent")
 app.add_typer(lock.app, name="lock")
+app.add_typer(signal.app, name="signal")
 admin.register(app)
 
 

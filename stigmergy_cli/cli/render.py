@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from stigmergy_cli.demo import DemoReport
+    from stigmergy_cli.metrics import Metrics
     from stigmergy_cli.snapshot import Snapshot
     from stigmergy_cli.sweep import SweepReport
 
@@ -350,3 +351,59 @@ def demo_summary(result: DemoReport, *, kept: bool) -> None:
             "and `stigmergy status` there."
         )
     out.print("Next: point agents at your own repository; see README.md and examples/.")
+
+
+def stats(m: Metrics, snap: Snapshot) -> RenderableType:
+    """`stigmergy stats` for people: counts, timings, throughput, agents and the pressure map."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else _ago(value)
+
+    summary = Table(box=None, show_header=False, pad_edge=False)
+    summary.add_column(style="dim")
+    summary.add_column()
+    rows = [
+        ("tasks", ", ".join(f"{n} {state}" for state, n in snap.counts.items())),
+        ("completions", f"{m.completions} ({m.per_minute:.1f} per minute)"),
+        ("failures", f"{m.failures} ({m.retries} retried, {m.swept} reclaimed from dead agents)"),
+        ("conflicts", str(m.conflicts)),
+        ("rate limited", str(m.rate_limited)),
+        ("mean wait", seconds(m.mean_wait) + " from added to claimed"),
+        ("mean run", seconds(m.mean_run) + " from started to merged"),
+        ("events", str(m.events)),
+    ]
+    for key, value in rows:
+        summary.add_row(key, value)
+    parts: list[RenderableType] = [summary]
+    if m.throughput:
+        peak = max(b["completions"] for b in m.throughput) or 1
+        ticks = "▁▂▃▄▅▆▇█"
+        line = "".join(ticks[min(7, int(7 * b["completions"] / peak))] for b in m.throughput)
+        parts.append(
+            Text.assemble(("throughput  ", "dim"), (line, "cyan"), f"  (peak {peak:g} per bucket)")
+        )
+    if m.agents:
+        agents = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("AGENT", "CLAIMED", "DONE", "FAILED", "CONFLICTS"):
+            agents.add_column(column, justify="left" if column == "AGENT" else "right")
+        for name, counts in m.agents.items():
+            agents.add_row(
+                name, *(str(counts.get(k, 0)) for k in ("claimed", "done", "failed", "conflicts"))
+            )
+        parts.append(agents)
+    pressure = Table(box=None, header_style="bold", pad_edge=False)
+    pressure.add_column("PRESSURE", no_wrap=True)
+    pressure.add_column("")
+    top = max((abs(e.pressure) for e in snap.pressure), default=1.0) or 1.0
+    for entry in snap.pressure:
+        bar = "█" * max(1, round(24 * abs(entry.pressure) / top))
+        pressure.add_row(
+            entry.record.task.id, Text(f"{bar} {entry.pressure:+.3f}", style="magenta")
+        )
+    if not snap.pressure:
+        pressure.add_row("(no pressure on pending tasks)", "")
+    parts.append(pressure)
+    return Group(*parts)

@@ -150,7 +150,9 @@ def test_a_dead_claim_is_requeued_once_with_an_attempt_counted(store: TaskStore)
     record = store.get("t")
     assert (record.state, record.task.attempts) == ("pending", 1)
     field = signals.Field(store.layout, cfg.pressure)
-    assert field.read(["task:t"], time.time()) == pytest.approx(cfg.pressure.signal_failure, rel=0.01)
+    assert field.read(["task:t"], time.time()) == pytest.approx(
+        cfg.pressure.signal_failure, rel=0.01
+    )
     assert locks.inspect(store.layout, "t") is None
     tombs = [p.name for p in store.layout.locks.iterdir() if p.name.startswith(".tomb-t-swept")]
     assert len(tombs) == 1

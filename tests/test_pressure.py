@@ -319,3 +319,16 @@ def test_a_cli_agent_and_api_agents_share_one_pool(env_root: Path) -> None:
         total_cli = cli_done.get(timeout=120)
     assert api_done + total_cli == 30
     assert {r.state for r in env.store.scan(time.time()).records} == {"done"}
+
+
+def test_the_api_example_runs() -> None:
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "api_scheduler.py"
+    proc = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("10 tasks done, 0 failed")
+    assert proc.stdout.index("did cover") < proc.stdout.index("did edit")

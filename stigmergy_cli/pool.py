@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from stigmergy_cli import decay
+from stigmergy_cli import decay, signals
 from stigmergy_cli.config import PressureConfig
 from stigmergy_cli.deps import Known, blocked_reason
+from stigmergy_cli.environment import Environment
 from stigmergy_cli.store import TaskRecord
 from stigmergy_cli.tasks import Task
 
@@ -74,3 +75,23 @@ def entry_json(entry: Entry) -> dict[str, object]:
         doc.setdefault(key, value)
     doc.pop("schema", None)
     return doc
+
+
+def field_pressures(env: Environment, now: float) -> dict[str, float]:
+    """The pressure on every signal target now."""
+    return signals.Field(env.layout, env.config.pressure).pressures(now)
+
+
+def entries(env: Environment, records: list[TaskRecord], now: float) -> list[Entry]:
+    """Entries for `records`, their readiness judged against their dependencies on disk."""
+    ids = {r.task.id for r in records}
+    outside = sorted({dep for r in records for dep in r.task.depends_on} - ids)
+    related = [*records, *env.store.get_many(outside)]
+    built = build(related, now, env.config.pressure, field_pressures(env, now))
+    return [e for e in built if e.record.task.id in ids]
+
+
+def task_json(env: Environment, record: TaskRecord, now: float) -> dict[str, object]:
+    """One task as programs see it (`--json`, MCP results)."""
+    (entry,) = entries(env, [record], now)
+    return entry_json(entry)

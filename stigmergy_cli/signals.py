@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from stigmergy_cli import atomic, decay
+from stigmergy_cli import atomic, decay, tasks
 from stigmergy_cli.config import PressureConfig
 from stigmergy_cli.errors import InvalidInput
 from stigmergy_cli.oslock import FileLock
@@ -60,6 +60,19 @@ def target(kind: str, name: str) -> str:
     if kind not in TARGET_KINDS:
         raise InvalidInput(f"a signal targets a task, an agent or a role, not {kind!r}")
     return f"{kind}:{name}"
+
+
+def parse_target(task: str | None, agent: str | None, role: str | None) -> str:
+    """The one target named by a --task/--agent/--role triple (exactly one must be given)."""
+    given = [(k, v) for k, v in (("task", task), ("agent", agent), ("role", role)) if v is not None]
+    if len(given) != 1:
+        raise InvalidInput("name exactly one target: --task ID, --agent AGENT or --role ROLE")
+    kind, name = given[0]
+    if kind == "role":
+        tasks.validate_name(name, "role")
+    else:
+        tasks.validate_id(name, f"{kind} id")
+    return target(kind, name)
 
 
 def validate(signal: Signal) -> Signal:

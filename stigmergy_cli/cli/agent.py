@@ -72,15 +72,13 @@ def heartbeat(
     ],
 ) -> None:
     """Tell the pool a self-driving agent is still at work (keeps its claim from going stale)."""
-    env = open_env(ctx)
+    from stigmergy_cli import sessions
+
     at = now()
-    agent = tasks.validate_id(agent, "agent id")
-    previous = heartbeats.read(env.layout, agent)
-    task = previous.task if previous is not None else None
-    heartbeats.touch_session(
-        env.layout, agent, role=None, task=task, status="working" if task else "idle", now=at
+    beat = sessions.heartbeat(open_env(ctx), agent, at)
+    console.say(
+        f"{beat.agent}: heartbeat at {at:.0f}" + (f" (working on {beat.task})" if beat.task else "")
     )
-    console.say(f"{agent}: heartbeat at {at:.0f}" + (f" (working on {task})" if task else ""))
 
 
 @app.command("run")

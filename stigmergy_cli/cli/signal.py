@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stigmergy_cli import console, signals, tasks
+from stigmergy_cli import console, signals
 from stigmergy_cli.cli._common import now, open_env, whoami
 from stigmergy_cli.errors import InvalidInput
 
@@ -17,18 +17,6 @@ app = typer.Typer(
 TaskOpt = Annotated[str | None, typer.Option("--task", metavar="ID", help="Target a task.")]
 AgentOpt = Annotated[str | None, typer.Option("--agent", metavar="AGENT", help="Target an agent.")]
 RoleOpt = Annotated[str | None, typer.Option("--role", metavar="ROLE", help="Target a role.")]
-
-
-def _target(task: str | None, agent: str | None, role: str | None) -> str:
-    given = [(k, v) for k, v in (("task", task), ("agent", agent), ("role", role)) if v is not None]
-    if len(given) != 1:
-        raise InvalidInput("name exactly one target: --task ID, --agent AGENT or --role ROLE")
-    kind, name = given[0]
-    if kind == "role":
-        tasks.validate_name(name, "role")
-    else:
-        tasks.validate_id(name, f"{kind} id")
-    return signals.target(kind, name)
 
 
 @app.command("deposit")
@@ -47,7 +35,8 @@ def deposit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the signal as JSON.")] = False,
 ) -> None:
     """Deposit a signal on a task, an agent or a role."""
-    where = _target(task, agent, role)
+    from stigmergy_cli import sessions
+
     pairs: dict[str, Any] = {}
     for item in meta or []:
         key, sep, value = item.partition("=")
@@ -56,14 +45,21 @@ def deposit(
         pairs[key] = value
     env = open_env(ctx)
     at = now()
-    if task is not None:
-        env.store.get(task)  # a signal on a task that does not exist helps nobody
-    signal = signals.Signal(kind, intensity, where, at, agent=whoami(), meta=pairs)
-    stored = signals.Field(env.layout, env.config.pressure).deposit(signal)
+    stored = sessions.deposit(
+        env,
+        kind,
+        task=task,
+        agent=agent,
+        role=role,
+        intensity=intensity,
+        meta=pairs,
+        by=whoami(),
+        now=at,
+    )
     if as_json:
         console.emit_json(_doc(stored, at, env.config.pressure))
     else:
-        console.say(f"Deposited {kind} ({intensity:+g}) on {where}.")
+        console.say(f"Deposited {kind} ({intensity:+g}) on {stored.target}.")
 
 
 def _doc(signal: signals.Signal, at: float, cfg: Any) -> dict[str, Any]:
@@ -88,7 +84,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
 ) -> None:
     """Signals still in the field, strongest first, with what is left of each now."""
-    where = _target(task, agent, role) if (task or agent or role) else None
+    where = signals.parse_target(task, agent, role) if (task or agent or role) else None
     env = open_env(ctx)
     at = now()
     cfg = env.config.pressure
@@ -116,7 +112,7 @@ def read(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
 ) -> None:
     """The pressure on one task, agent or role now (a task's includes its own file's deposit)."""
-    where = _target(task, agent, role)
+    where = signals.parse_target(task, agent, role)
     env = open_env(ctx)
     at = now()
     field = signals.Field(env.layout, env.config.pressure)

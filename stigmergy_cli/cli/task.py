@@ -8,13 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from stigmergy_cli import claims, console, events, heartbeats, pool, signals, tasks, yamlio
+from stigmergy_cli import claims, console, events, pool, signals, tasks, yamlio
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import now, open_env, report_problems, whoami
-from stigmergy_cli.environment import Environment
-from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError
+from stigmergy_cli.errors import Conflict, InvalidInput
 from stigmergy_cli.paths import STATES
-from stigmergy_cli.store import TaskRecord
 from stigmergy_cli.tasks import Task
 
 app = typer.Typer(help="Add, import, list and manage tasks.", no_args_is_help=True)
@@ -107,7 +105,7 @@ def add(
             whoami(),
             at,
         )
-    (entry,) = _entries(env, [record], at)
+    (entry,) = pool.entries(env, [record], at)
     if as_json:
         console.emit_json(pool.entry_json(entry))
     else:
@@ -131,22 +129,9 @@ def import_(
     with console.busy(f"Importing {len(batch)} tasks", when=len(batch) >= console.BUSY_AT):
         records = env.store.import_tasks(batch, at)
     if as_json:
-        console.emit_json([pool.entry_json(e) for e in _entries(env, records, at)])
+        console.emit_json([pool.entry_json(e) for e in pool.entries(env, records, at)])
     else:
         console.say(f"Imported {len(records)} task{'s' if len(records) != 1 else ''}.")
-
-
-def _entries(env: Environment, records: list[TaskRecord], at: float) -> list[pool.Entry]:
-    """Pool entries for `records`, their readiness judged against their dependencies on disk."""
-    ids = {r.task.id for r in records}
-    outside = sorted({dep for r in records for dep in r.task.depends_on} - ids)
-    related = [*records, *env.store.get_many(outside)]
-    entries = pool.build(related, at, env.config.pressure, _field(env, at))
-    return [e for e in entries if e.record.task.id in ids]
-
-
-def _field(env: Environment, at: float) -> dict[str, float]:
-    return signals.Field(env.layout, env.config.pressure).pressures(at)
 
 
 def _import_one(doc: Any, where: str, at: float, who: str) -> Task:
@@ -217,7 +202,7 @@ def list_(
     at = now()
     scan = env.store.scan(at)
     report_problems(scan.problems, env)
-    entries = pool.build(scan.records, at, env.config.pressure, _field(env, at))
+    entries = pool.build(scan.records, at, env.config.pressure, pool.field_pressures(env, at))
     wanted = set(status or [])
     shown = [
         e
@@ -239,7 +224,7 @@ def show(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None
     """Show one task in full."""
     env = open_env(ctx)
     at = now()
-    (entry,) = _entries(env, [env.store.get(task_id)], at)
+    (entry,) = pool.entries(env, [env.store.get(task_id)], at)
     if as_json:
         console.emit_json(pool.entry_json(entry))
     else:
@@ -347,50 +332,21 @@ def claim(
     as_json: JsonFlag = False,
 ) -> None:
     """Claim a task for an agent that drives itself; exit 1 if nothing is claimable."""
-    from stigmergy_cli import results  # git and worktrees: only for the commands that use them
+    from stigmergy_cli import sessions  # git and worktrees: only for the commands that use them
 
     env = open_env(ctx)
-    at = now()
-    agent = tasks.validate_id(agent, "agent id")
-    if task_id is not None:
-        tasks.validate_id(task_id)
-    if role is not None:
-        tasks.validate_name(role, "role")
-    if task_id is None:
-        claimed = claims.claim_best(env.store, env.config, agent, role=role, now=at, session=True)
-    else:
-        claimed = claims.claim_named(
-            env.store, env.config, agent, task_id, role=role, now=at, session=True
-        )
-    claimed.claim.close()  # this process ends here; the session's heartbeat keeps the claim
-    task = claimed.record.task
-    heartbeats.touch_session(env.layout, agent, role=role, task=task.id, status="working", now=at)
-    try:
-        worktree = results.prepare(env.layout, env.config, agent, task, at)
-    except StigmergyError:
-        claims.release(
-            env.store, env.config, agent, task.id, token=claimed.token, now=at, skip=False
-        )
-        raise
+    claimed = sessions.claim(env, agent, task_id, role=role, now=now())
     if as_json:
-        (entry,) = _entries(env, [claimed.record], at)
-        console.emit_json(
-            {
-                **pool.entry_json(entry),
-                "token": claimed.token,
-                "agent": agent,
-                "worktree": str(worktree),
-            }
-        )
-    else:
-        console.say(f"Claimed {task.id}: {task.title}")
-        console.say(f"  work in:  {worktree}")
-        if task.verify:
-            console.say(f"  verify:   {task.verify}")
-        console.say(
-            f"  finish with `stigmergy task done {task.id} --agent {agent}`; give it back with "
-            "`task release`, or record a failure with `task fail`"
-        )
+        console.emit_json(claimed)
+        return
+    console.say(f"Claimed {claimed['id']}: {claimed['title']}")
+    console.say(f"  work in:  {claimed['worktree']}")
+    if claimed["verify"]:
+        console.say(f"  verify:   {claimed['verify']}")
+    console.say(
+        f"  finish with `stigmergy task done {claimed['id']} --agent {claimed['agent']}`; give it "
+        "back with `task release`, or record a failure with `task fail`"
+    )
 
 
 @app.command("release")
@@ -398,13 +354,9 @@ def release(
     ctx: typer.Context, task_id: TaskId, *, agent: AgentOpt, token: TokenOpt = None
 ) -> None:
     """Give a claimed task back unfinished (counts as a skip, not a failed attempt)."""
-    env = open_env(ctx)
-    at = now()
-    agent = tasks.validate_id(agent, "agent id")
-    record = claims.release(
-        env.store, env.config, agent, tasks.validate_id(task_id), token=token, now=at
-    )
-    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=at)
+    from stigmergy_cli import sessions
+
+    record = sessions.release(open_env(ctx), agent, task_id, token=token, now=now())
     console.say(f"{task_id} is {record.state} again.")
 
 
@@ -420,13 +372,10 @@ def fail(
     token: TokenOpt = None,
 ) -> None:
     """Record a failed attempt: the task goes back to pending, or to failed at its limit."""
+    from stigmergy_cli import sessions
+
     env = open_env(ctx)
-    at = now()
-    agent = tasks.validate_id(agent, "agent id")
-    record = claims.fail(
-        env.store, env.config, agent, tasks.validate_id(task_id), token=token, reason=reason, now=at
-    )
-    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=at)
+    record = sessions.fail(env, agent, task_id, token=token, reason=reason, now=now())
     console.say(
         f"{task_id} failed (attempt {record.task.attempts} of "
         f"{claims.max_attempts(record.task, env.config)}); it is now {record.state}."
@@ -436,60 +385,15 @@ def fail(
 @app.command("done")
 def done(ctx: typer.Context, task_id: TaskId, *, agent: AgentOpt, token: TokenOpt = None) -> None:
     """Verify and merge the work in the agent's worktree (for agents that drive themselves)."""
-    from stigmergy_cli import executor, merge, results, worktrees
+    from stigmergy_cli import sessions
 
     env = open_env(ctx)
-    at = now()
-    agent = tasks.validate_id(agent, "agent id")
-    record = env.store.get(tasks.validate_id(task_id))
-    with claims.owned(env.store, task_id, agent, token) as owner:
-        token = owner.token
-    worktree = env.layout.workspace(agent)
-    if not worktrees.is_worktree(worktree):
-        raise StigmergyError(
-            f"agent {agent!r} has no worktree; `stigmergy agent workspace --id {agent}` makes one"
-        )
-    task = record.task
-    log_path = env.layout.task_log(task.id, task.attempts + 1)
-    if task.verify:
-        check = executor.run(
-            task.verify,
-            cwd=worktree,
-            env=executor.environment({"STIGMERGY_TASK_ID": task.id, "STIGMERGY_AGENT": agent}),
-            log_path=log_path,
-            timeout=task.timeout if task.timeout is not None else env.config.task_timeout,
-            stop=lambda: False,
-        )
-        if not check.ok:
-            last = check.tail.strip().splitlines()[-1:] or ["no output"]
-            raise StigmergyError(
-                f"verify failed (exit {check.code}): {last[0]} (full output in {log_path}); "
-                "the task is still yours"
-            )
-    left = results.unresolved(worktree, task)
-    if left:
-        raise StigmergyError(
-            f"conflict markers remain in {', '.join(left)}; the task is still yours"
-        )
-    commit = results.commit(env.layout, env.config, worktree, task, agent)
-    outcome = merge.integrate(
-        env.store,
-        env.config,
-        task_id=task.id,
-        agent=agent,
-        token=token,
-        result=commit,
-        now=at,
-        log=str(log_path.relative_to(env.layout.env)) if log_path.exists() else None,
-    )
-    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=at)
-    if outcome.kind == "fenced":
-        raise StigmergyError(outcome.detail)
+    outcome = sessions.done(env, agent, task_id, token=token, now=now())
     messages = {
-        "merged": f"{task.id} merged into {env.config.target} ({outcome.merge_commit}).",
-        "unchanged": f"{task.id} done: no change to merge.",
-        "conflict": f"{task.id} done, but its merge conflicted in {', '.join(outcome.files)}: "
+        "merged": f"{task_id} merged into {env.config.target} ({outcome.merge_commit}).",
+        "unchanged": f"{task_id} done: no change to merge.",
+        "conflict": f"{task_id} done, but its merge conflicted in {', '.join(outcome.files)}: "
         f"task {outcome.conflict_task} will resolve it.",
-        "deferred": f"{task.id} done; merge deferred: {outcome.detail}.",
+        "deferred": f"{task_id} done; merge deferred: {outcome.detail}.",
     }
     console.say(messages[outcome.kind])

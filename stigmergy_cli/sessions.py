@@ -1,0 +1,177 @@
+"""What an agent that drives itself can do, one call at a time (the CLI's `task claim/done/
+release/fail` and the MCP server's tools): same checks, same fencing, same messages.
+
+Each function validates its input, acts, refreshes the agent's session heartbeat, and
+returns plain data; refusals are StigmergyError with the one-line message both fronts show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stigmergy_cli import (
+    claims,
+    executor,
+    heartbeats,
+    merge,
+    pool,
+    results,
+    signals,
+    tasks,
+    worktrees,
+)
+from stigmergy_cli.environment import Environment
+from stigmergy_cli.errors import StigmergyError
+from stigmergy_cli.store import TaskRecord
+
+
+def claim(
+    env: Environment, agent: str, task_id: str | None, *, role: str | None, now: float
+) -> dict[str, Any]:
+    """Claim the best ready task (or `task_id`) and hand back the task, token and worktree."""
+    agent = tasks.validate_id(agent, "agent id")
+    if task_id is not None:
+        tasks.validate_id(task_id)
+    if role is not None:
+        tasks.validate_name(role, "role")
+    if task_id is None:
+        claimed = claims.claim_best(env.store, env.config, agent, role=role, now=now, session=True)
+    else:
+        claimed = claims.claim_named(
+            env.store, env.config, agent, task_id, role=role, now=now, session=True
+        )
+    claimed.claim.close()  # the caller's process ends; the session heartbeat keeps the claim
+    task = claimed.record.task
+    heartbeats.touch_session(env.layout, agent, role=role, task=task.id, status="working", now=now)
+    try:
+        worktree = results.prepare(env.layout, env.config, agent, task, now)
+    except StigmergyError:
+        claims.release(
+            env.store, env.config, agent, task.id, token=claimed.token, now=now, skip=False
+        )
+        raise
+    return {
+        **pool.task_json(env, claimed.record, now),
+        "token": claimed.token,
+        "agent": agent,
+        "worktree": str(worktree),
+    }
+
+
+def done(
+    env: Environment, agent: str, task_id: str, *, token: str | None, now: float
+) -> merge.Outcome:
+    """Verify and integrate the agent worktree's work, fenced like `agent run`'s merges."""
+    agent = tasks.validate_id(agent, "agent id")
+    record = env.store.get(tasks.validate_id(task_id))
+    with claims.owned(env.store, task_id, agent, token) as owner:
+        token = owner.token
+    worktree = env.layout.workspace(agent)
+    if not worktrees.is_worktree(worktree):
+        raise StigmergyError(
+            f"agent {agent!r} has no worktree; `stigmergy agent workspace --id {agent}` makes one"
+        )
+    task = record.task
+    log_path = env.layout.task_log(task.id, task.attempts + 1)
+    if task.verify:
+        check = executor.run(
+            task.verify,
+            cwd=worktree,
+            env=executor.environment({"STIGMERGY_TASK_ID": task.id, "STIGMERGY_AGENT": agent}),
+            log_path=log_path,
+            timeout=task.timeout if task.timeout is not None else env.config.task_timeout,
+            stop=lambda: False,
+        )
+        if not check.ok:
+            last = check.tail.strip().splitlines()[-1:] or ["no output"]
+            raise StigmergyError(
+                f"verify failed (exit {check.code}): {last[0]} (full output in {log_path}); "
+                "the task is still yours"
+            )
+    left = results.unresolved(worktree, task)
+    if left:
+        raise StigmergyError(
+            f"conflict markers remain in {', '.join(left)}; the task is still yours"
+        )
+    commit = results.commit(env.layout, env.config, worktree, task, agent)
+    outcome = merge.integrate(
+        env.store,
+        env.config,
+        task_id=task.id,
+        agent=agent,
+        token=token,
+        result=commit,
+        now=now,
+        log=_relative(log_path, env.layout.env),
+    )
+    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=now)
+    if outcome.kind == "fenced":
+        raise StigmergyError(outcome.detail)
+    return outcome
+
+
+def _relative(path: Path, base: Path) -> str | None:
+    return str(path.relative_to(base)) if path.exists() else None
+
+
+def release(
+    env: Environment, agent: str, task_id: str, *, token: str | None, now: float
+) -> TaskRecord:
+    """Give a claimed task back unfinished (a skip)."""
+    agent = tasks.validate_id(agent, "agent id")
+    record = claims.release(
+        env.store, env.config, agent, tasks.validate_id(task_id), token=token, now=now
+    )
+    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=now)
+    return record
+
+
+def fail(
+    env: Environment, agent: str, task_id: str, *, token: str | None, reason: str | None, now: float
+) -> TaskRecord:
+    """Record a failed attempt of a claimed task."""
+    agent = tasks.validate_id(agent, "agent id")
+    if reason is not None:
+        reason = " ".join(reason.split())[:2000]
+    record = claims.fail(
+        env.store,
+        env.config,
+        agent,
+        tasks.validate_id(task_id),
+        token=token,
+        reason=reason,
+        now=now,
+    )
+    heartbeats.touch_session(env.layout, agent, role=None, task=None, status="idle", now=now)
+    return record
+
+
+def heartbeat(env: Environment, agent: str, now: float) -> heartbeats.Heartbeat:
+    """A self-driving agent saying it is still at work on what it holds."""
+    agent = tasks.validate_id(agent, "agent id")
+    previous = heartbeats.read(env.layout, agent)
+    task = previous.task if previous is not None else None
+    status = "working" if task else "idle"
+    return heartbeats.touch_session(env.layout, agent, role=None, task=task, status=status, now=now)
+
+
+def deposit(
+    env: Environment,
+    kind: str,
+    *,
+    task: str | None,
+    agent: str | None,
+    role: str | None,
+    intensity: float,
+    meta: dict[str, Any],
+    by: str | None,
+    now: float,
+) -> signals.Signal:
+    """Deposit a signal on one task, agent or role."""
+    where = signals.parse_target(task, agent, role)
+    if task is not None:
+        env.store.get(task)  # a signal on a task that does not exist helps nobody
+    return signals.Field(env.layout, env.config.pressure).deposit(
+        signals.Signal(kind, intensity, where, now, agent=by, meta=meta)
+    )

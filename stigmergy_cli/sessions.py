@@ -8,28 +8,33 @@ returns plain data; refusals are StigmergyError with the one-line message both f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stigmergy_cli import (
-    claims,
-    executor,
-    heartbeats,
-    merge,
-    pool,
-    results,
-    signals,
-    tasks,
-    worktrees,
-)
+from stigmergy_cli import claims, heartbeats, pool, signals, tasks
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import StigmergyError
 from stigmergy_cli.store import TaskRecord
+
+if TYPE_CHECKING:
+    from stigmergy_cli import merge
+
+
+def add(env: Environment, doc: dict[str, Any], *, urgent: bool, by: str, now: float) -> TaskRecord:
+    """Add a pending task from its fields (an id is generated from the title when absent)."""
+    task = tasks.new_task(doc, now=now, created_by=by)
+    record = env.store.add(task, now, id_generated=doc.get("id") is None)
+    if urgent:
+        intensity = env.config.pressure.signal_urgent
+        claims.deposit(env.store, env.config, signals.URGENT, record.task.id, intensity, by, now)
+    return record
 
 
 def claim(
     env: Environment, agent: str, task_id: str | None, *, role: str | None, now: float
 ) -> dict[str, Any]:
     """Claim the best ready task (or `task_id`) and hand back the task, token and worktree."""
+    from stigmergy_cli import results  # git: imported by the calls that need it
+
     agent = tasks.validate_id(agent, "agent id")
     if task_id is not None:
         tasks.validate_id(task_id)
@@ -63,6 +68,8 @@ def done(
     env: Environment, agent: str, task_id: str, *, token: str | None, now: float
 ) -> merge.Outcome:
     """Verify and integrate the agent worktree's work, fenced like `agent run`'s merges."""
+    from stigmergy_cli import executor, merge, results, worktrees
+
     agent = tasks.validate_id(agent, "agent id")
     record = env.store.get(tasks.validate_id(task_id))
     with claims.owned(env.store, task_id, agent, token) as owner:

@@ -281,6 +281,38 @@ def stats(
         console.console().print(render.stats(m, snap))
 
 
+def mcp(ctx: typer.Context) -> None:
+    """Serve the pool to interactive agents over the Model Context Protocol (stdio)."""
+    from stigmergy_cli import mcp_server
+
+    mcp_server.build(options(ctx).root).run()
+
+
+def onboard(
+    ctx: typer.Context,
+    agent: Annotated[
+        str,
+        typer.Option("--agent", metavar="claude|codex|aider|generic", help="Which agent reads it."),
+    ] = "generic",
+    write: Annotated[
+        bool, typer.Option("--write", help="Add it to CLAUDE.md or AGENTS.md (idempotent).")
+    ] = False,
+) -> None:
+    """The instructions an interactive agent needs to take part, and how to register MCP."""
+    from stigmergy_cli import onboard as guide
+    from stigmergy_cli.environment import find_root
+
+    text = guide.text(agent)
+    if not write:
+        console.say(text.rstrip())
+        return
+    start = options(ctx).root or os.environ.get(ROOT_ENV_VAR)
+    root = find_root(Path.cwd(), start)
+    path, changed = guide.write(root, agent)
+    console.say(f"{'Updated' if changed else 'Already up to date:'} {path}")
+    console.say(guide.MCP_SNIPPETS[agent].rstrip())
+
+
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.command("init")(init)
@@ -292,3 +324,5 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
     app.command("decay")(decay)
     app.command("stats")(stats)
+    app.command("mcp")(mcp)
+    app.command("onboard")(onboard)

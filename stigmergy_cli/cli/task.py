@@ -93,18 +93,9 @@ def add(
         "timeout": timeout,
         "max_attempts": max_attempts,
     }
-    task = tasks.new_task(doc, now=at, created_by=whoami())
-    record = env.store.add(task, at, id_generated=task_id is None)
-    if urgent:
-        claims.deposit(
-            env.store,
-            env.config,
-            signals.URGENT,
-            record.task.id,
-            env.config.pressure.signal_urgent,
-            whoami(),
-            at,
-        )
+    from stigmergy_cli import sessions
+
+    record = sessions.add(env, doc, urgent=urgent, by=whoami(), now=at)
     (entry,) = pool.entries(env, [record], at)
     if as_json:
         console.emit_json(pool.entry_json(entry))

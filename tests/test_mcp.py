@@ -80,7 +80,7 @@ def test_the_tools_claim_work_and_complete(cli: Cli, in_repo: Path) -> None:
     assert (in_repo / "notes.txt").read_text() == "from MCP\n"
 
 
-BAD = [
+BAD: list[tuple[str, dict[str, Any], list[str]]] = [
     ("claim", {"agent": "../x"}, ["task", "claim", "--agent", "../x"]),
     ("claim", {"agent": "a", "task_id": "-rf"}, ["task", "claim", "--agent", "a", "--", "-rf"]),
     ("claim", {"agent": "a", "task_id": "ghost"}, ["task", "claim", "ghost", "--agent", "a"]),

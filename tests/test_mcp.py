@@ -189,7 +189,8 @@ async def main(exe, root, agent):
             task = result.structured_content
             Path(task["worktree"], task["id"] + ".txt").write_text(task["id"] + "\\n")
             done = await client.call_tool("complete", {"agent": agent, "task_id": task["id"]})
-            print(task["id"], "error" if done.is_error else done.structured_content["outcome"], flush=True)
+            outcome = "error" if done.is_error else done.structured_content["outcome"]
+            print(task["id"], outcome, flush=True)
 
 asyncio.run(main(*sys.argv[1:4]))
 """

@@ -68,7 +68,8 @@ def _report(label: str, times: dict[str, list[float]]) -> None:
         median = statistics.median(values)
         p90 = sorted(values)[int(len(values) * 0.9) - 1]
         print(
-            f"{label} {tool:<24} median {median:6.1f} ms, p90 {p90:6.1f} ms (bar {BAR_MS:g} ms: {median / BAR_MS:.2f}x of bar)"
+            f"{label} {tool:<24} median {median:6.1f} ms, p90 {p90:6.1f} ms "
+            f"(bar {BAR_MS:g} ms: {median / BAR_MS:.2f}x of bar)"
         )
 
 

@@ -256,3 +256,19 @@ def test_status_over_mcp_is_the_cli_status(cli: Cli, in_repo: Path) -> None:
     over_cli = json.loads(cli("status", "--json").out)
     assert over_mcp["tasks"] == over_cli["tasks"]
     assert [t["id"] for t in over_mcp["ready"]] == [t["id"] for t in over_cli["ready"]]
+
+
+def test_without_the_mcp_extra_the_command_says_which_to_install(in_repo: Path) -> None:
+    script = (
+        "import sys; sys.modules['mcp'] = None; sys.modules['mcp.server'] = None\n"
+        "from stigmergy_cli.cli import main\n"
+        "sys.exit(main(['mcp']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=in_repo, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1
+    assert (
+        proc.stderr
+        == "error: the MCP server needs the mcp package: pip install 'stigmergy-cli[mcp]'\n"
+    )

@@ -58,12 +58,20 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
         return
     with path.open("rb") as fh:
         for raw in fh:
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(record, dict) and isinstance(record.get("event"), str):
+            record = parse(raw)
+            if record is not None:
                 yield record
+
+
+def parse(raw: bytes) -> dict[str, Any] | None:
+    """One line of the log as an event, or None for a torn or foreign line."""
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(record, dict) and isinstance(record.get("event"), str):
+        return record
+    return None
 
 
 def follow(path: Path, start: int, poll: float = 0.2) -> Iterator[dict[str, Any]]:
@@ -86,9 +94,6 @@ def follow(path: Path, start: int, poll: float = 0.2) -> Iterator[dict[str, Any]
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for raw in lines:
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(record, dict) and isinstance(record.get("event"), str):
+            record = parse(raw)
+            if record is not None:
                 yield record

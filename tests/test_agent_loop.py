@@ -159,14 +159,21 @@ def test_an_agent_only_claims_what_it_can_execute(env_root: Path) -> None:
     assert env.store.get("brings-its-own").state == "done"
 
 
-def test_two_tasks_on_one_line_end_in_a_resolved_conflict(env_root: Path) -> None:
+def _collide(env_root: Path, tmp_path: Path) -> Environment:
+    """Two tasks that set the same line, done by two agents at once from the same tip."""
     (env_root / "shared.txt").write_text("x = 1\n")
     git(env_root, "add", "shared.txt")
     git(env_root, "commit", "-q", "-m", "shared")
     env = _env(env_root)
-    _add(env, "a", command="echo 'x = 2' > shared.txt")
-    _add(env, "b", command="echo 'x = 3' > shared.txt")
-    # Two agents working at the same time, from the same tip.
+    # Each executor waits until both have started, so neither merges before the other began.
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    wait = (
+        f'touch "{gate}/$STIGMERGY_AGENT"; '
+        f'until [ "$(ls "{gate}" | wc -l)" -ge 2 ]; do sleep 0.02; done'
+    )
+    _add(env, "a", command=f"{wait}; echo 'x = 2' > shared.txt")
+    _add(env, "b", command=f"{wait}; echo 'x = 3' > shared.txt")
     threads = [
         threading.Thread(target=_agent(env, None, agent=name, once=True).run)
         for name in ("alpha", "beta")
@@ -175,6 +182,11 @@ def test_two_tasks_on_one_line_end_in_a_resolved_conflict(env_root: Path) -> Non
         thread.start()
     for thread in threads:
         thread.join()
+    return env
+
+
+def test_two_tasks_on_one_line_end_in_a_resolved_conflict(env_root: Path, tmp_path: Path) -> None:
+    env = _collide(env_root, tmp_path)
     conflicts = [r for r in env.store.scan(time.time()).records if r.task.type == "merge_conflict"]
     assert len(conflicts) == 1
     conflict = conflicts[0]
@@ -189,21 +201,8 @@ def test_two_tasks_on_one_line_end_in_a_resolved_conflict(env_root: Path) -> Non
         assert result["merged"] is True
 
 
-def test_markers_left_in_a_conflict_fail_the_resolution(env_root: Path) -> None:
-    (env_root / "shared.txt").write_text("x = 1\n")
-    git(env_root, "add", "shared.txt")
-    git(env_root, "commit", "-q", "-m", "shared")
-    env = _env(env_root)
-    _add(env, "a", command="echo 'x = 2' > shared.txt")
-    _add(env, "b", command="echo 'x = 3' > shared.txt")
-    threads = [
-        threading.Thread(target=_agent(env, None, agent=name, once=True).run)
-        for name in ("alpha", "beta")
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+def test_markers_left_in_a_conflict_fail_the_resolution(env_root: Path, tmp_path: Path) -> None:
+    env = _collide(env_root, tmp_path)
     summary = _agent(env, "true", agent="lazy", once=True).run()
     assert summary.failed == 1
     (conflict,) = [

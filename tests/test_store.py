@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from stigmergy_cli import __version__, atomic, locks, tasks
 from stigmergy_cli.errors import Conflict, StigmergyError, TaskNotFound
 from stigmergy_cli.paths import Layout
-from stigmergy_cli.store import TaskStore
+from stigmergy_cli.store import TaskRecord, TaskStore
 from stigmergy_cli.tasks import Task
 
 NOW = 1_800_000_000.0
@@ -211,46 +212,36 @@ def test_a_cache_entry_with_a_matching_signature_but_foreign_shape_is_reread(
     assert [r.task.id for r in store.scan(time.time() + 10).records] == ["a"]
 
 
+def _cancel(
+    store: TaskStore, change: Callable[[Task], Task] = lambda t: t, now: float = NOW
+) -> TaskRecord:
+    return store.transition(
+        "a",
+        allowed=("pending",),
+        to_state="cancelled",
+        change=change,
+        who="me",
+        now=now,
+        verb="cancel",
+    )
+
+
 def test_transitions_hold_the_task_lock(store: TaskStore) -> None:
     store.add(_new("a"), NOW)
     owner = locks.Owner.new("alpha", "agent", attempt=1, now=NOW, lease=60)
     claim = locks.acquire(store.layout, "a", owner)
     assert claim is not None
     with pytest.raises(Conflict, match="claimed by agent 'alpha'"):
-        store.transition(
-            "a",
-            allowed=("pending",),
-            to_state="cancelled",
-            change=lambda t: t,
-            who="me",
-            now=NOW,
-            verb="cancel",
-        )
+        _cancel(store)
     assert store.locate("a") == ("pending", store.layout.task_file("pending", "a"))
     with locks.integration_lock(store.layout):
         locks.release(store.layout, claim)
-    record = store.transition(
-        "a",
-        allowed=("pending",),
-        to_state="cancelled",
-        change=lambda t: t.evolve(priority=1),
-        who="me",
-        now=NOW + 5,
-        verb="cancel",
-    )
+    record = _cancel(store, lambda t: t.evolve(priority=1), NOW + 5)
     assert (record.state, record.task.priority, record.task.updated_at) == ("cancelled", 1, NOW + 5)
     assert store.get("a").state == "cancelled"
     assert not store.layout.lock_dir("a").exists()
     with pytest.raises(Conflict, match="cannot cancel task 'a': it is cancelled"):
-        store.transition(
-            "a",
-            allowed=("pending",),
-            to_state="cancelled",
-            change=lambda t: t,
-            who="me",
-            now=NOW,
-            verb="cancel",
-        )
+        _cancel(store)
 
 
 def test_a_large_import_fills_the_list_cache_with_what_it_wrote(store: TaskStore) -> None:

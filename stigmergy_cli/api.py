@@ -332,7 +332,9 @@ class Scheduler:
             while not self._stop.is_set():
                 self.metrics.total_ticks += 1
                 try:
-                    claimed = claims.claim_best(
+                    # File work runs in a thread, so other agents' sleeps end on time.
+                    claimed = await asyncio.to_thread(
+                        claims.claim_best,
                         self.env.store,
                         self.cfg,
                         agent,
@@ -387,7 +389,8 @@ class Scheduler:
         try:
             if result.success:
                 output = None if result.output is None else str(result.output)
-                claims.complete(
+                await asyncio.to_thread(
+                    claims.complete,
                     self.env.store,
                     self.cfg,
                     agent,
@@ -399,7 +402,8 @@ class Scheduler:
                 self.metrics.total_completions += 1
                 self.metrics.completed_tasks.append(task.id)
             else:
-                claims.fail(
+                await asyncio.to_thread(
+                    claims.fail,
                     self.env.store,
                     self.cfg,
                     agent,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,10 +126,15 @@ def claim_best(
     session: bool = False,
     can_take: Callable[[Task], bool] | None = None,
     wake_threshold: float | None = None,
+    field: Mapping[str, float] | None = None,
 ) -> Claimed:
-    """Claim the best-scoring ready task this agent may take; NothingClaimable if none."""
+    """Claim the best-scoring ready task this agent may take; NothingClaimable if none.
+
+    `field` is the signal pressures at `now`, if the caller has read them already.
+    """
     scan = store.scan(now, states=("pending",))
-    field = signals.Field(store.layout, cfg.pressure).pressures(now)
+    if field is None:
+        field = signals.Field(store.layout, cfg.pressure).pressures(now)
     scores = {
         r.task.id: decay.score(
             r.task.priority, pool.task_pressure(r.task, now, cfg.pressure, field)

@@ -82,16 +82,25 @@ def field_pressures(env: Environment, now: float) -> dict[str, float]:
     return signals.Field(env.layout, env.config.pressure).pressures(now)
 
 
-def entries(env: Environment, records: list[TaskRecord], now: float) -> list[Entry]:
+def entries(
+    env: Environment,
+    records: list[TaskRecord],
+    now: float,
+    field: Mapping[str, float] | None = None,
+) -> list[Entry]:
     """Entries for `records`, their readiness judged against their dependencies on disk."""
     ids = {r.task.id for r in records}
     outside = sorted({dep for r in records for dep in r.task.depends_on} - ids)
     related = [*records, *env.store.get_many(outside)]
-    built = build(related, now, env.config.pressure, field_pressures(env, now))
+    if field is None:
+        field = field_pressures(env, now)
+    built = build(related, now, env.config.pressure, field)
     return [e for e in built if e.record.task.id in ids]
 
 
-def task_json(env: Environment, record: TaskRecord, now: float) -> dict[str, object]:
+def task_json(
+    env: Environment, record: TaskRecord, now: float, field: Mapping[str, float] | None = None
+) -> dict[str, object]:
     """One task as programs see it (`--json`, MCP results)."""
-    (entry,) = entries(env, [record], now)
+    (entry,) = entries(env, [record], now, field)
     return entry_json(entry)

@@ -40,8 +40,11 @@ def claim(
         tasks.validate_id(task_id)
     if role is not None:
         tasks.validate_name(role, "role")
+    field = pool.field_pressures(env, now)  # read once: for the claim and for the answer
     if task_id is None:
-        claimed = claims.claim_best(env.store, env.config, agent, role=role, now=now, session=True)
+        claimed = claims.claim_best(
+            env.store, env.config, agent, role=role, now=now, session=True, field=field
+        )
     else:
         claimed = claims.claim_named(
             env.store, env.config, agent, task_id, role=role, now=now, session=True
@@ -57,7 +60,7 @@ def claim(
         )
         raise
     return {
-        **pool.task_json(env, claimed.record, now),
+        **pool.task_json(env, claimed.record, now, field),
         "token": claimed.token,
         "agent": agent,
         "worktree": str(worktree),

@@ -196,7 +196,8 @@ def peak_rss_mb(args: Sequence[str | Path], cwd: Path) -> float:
     return measured
 
 
-def _git(repo: Path, *args: str) -> None:
+def git(repo: Path, *args: str) -> None:
+    """Run git in `repo` with a fixed identity, no signing and `main` as the first branch."""
     run(
         [
             "git",
@@ -215,13 +216,25 @@ def _git(repo: Path, *args: str) -> None:
 
 
 @contextlib.contextmanager
-def temp_repo(label: str) -> Iterator[Path]:
-    """A fresh git repository with one empty commit and `stigmergy init` done; removed after."""
+def temp_repo(label: str, *, files: int = 0) -> Iterator[Path]:
+    """A fresh git repository with one commit and `stigmergy init` done; removed after.
+
+    The commit is empty, or holds `files` small source files in a few directories (what an
+    agent's worktree reset, status and commit have to look at in a small project).
+    """
     with tempfile.TemporaryDirectory(prefix=f"stigmergy-bench-{label}-", dir=bench_tmp()) as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
-        _git(repo, "init", "-q")
-        _git(repo, "commit", "-q", "--allow-empty", "-m", "empty")
+        git(repo, "init", "-q")
+        for i in range(files):
+            source = repo / f"pkg{i % 4}" / f"module{i:03d}.py"
+            source.parent.mkdir(exist_ok=True)
+            source.write_text(
+                "".join(f"def f{j}() -> int:\n    return {i * j}\n" for j in range(20))
+            )
+        if files:
+            git(repo, "add", "-A")
+        git(repo, "commit", "-q", "--allow-empty", "-m", "initial" if files else "empty")
         stigmergy("init", cwd=repo)
         yield repo
 
@@ -322,6 +335,16 @@ def of_bar(value: float, bar: float, fmt: Callable[[float], str], aim: float | N
     flag = " OVER" if ratio > 1 else ""
     goal = f", aim {fmt(aim)}" if aim is not None else ""
     return f"(bar {fmt(bar)}{goal}: {ratio:.2f}x of bar{flag})"
+
+
+def of_floor(
+    value: float, bar: float, fmt: Callable[[float], str], aim: float | None = None
+) -> str:
+    """`(bar at least 90%: 0.97x of bar UNDER)`: of_bar for figures where more is better."""
+    ratio = value / bar
+    flag = " UNDER" if ratio < 1 else ""
+    goal = f", aim {fmt(aim)}" if aim is not None else ""
+    return f"(bar at least {fmt(bar)}{goal}: {ratio:.2f}x of bar{flag})"
 
 
 def count(n: int) -> str:

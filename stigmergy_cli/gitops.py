@@ -270,7 +270,7 @@ def commit_tree(
 @dataclass(frozen=True)
 class MergeResult:
     clean: bool
-    tree: str | None
+    tree: str
     conflicts: tuple[str, ...]
 
 
@@ -286,11 +286,19 @@ def merge_tree(cwd: Path, ours: str, theirs: str) -> MergeResult:
         check=False,
     )
     if proc.returncode not in (0, 1):
+        installed = version()
+        if installed < MIN_MERGE_TREE_VERSION:
+            raise GitError(
+                f"git {'.'.join(map(str, installed))} is too old: stigmergy merges with "
+                "`git merge-tree --write-tree`, which needs git 2.38 or newer"
+            )
         raise GitError(
             f"git merge-tree {ours} {theirs} failed ({proc.returncode}): {_last_line(proc.stderr)}"
         )
     fields = proc.stdout.split("\0")
-    tree = fields[0].strip() or None
+    tree = fields[0].strip()
+    if not tree:  # git 2.39 exits 1 for "not something we can merge": an error, not a conflict
+        raise GitError(f"git merge-tree {ours} {theirs} failed: {_last_line(proc.stderr)}")
     files = tuple(dict.fromkeys(f for f in fields[1:] if f))
     return MergeResult(proc.returncode == 0, tree, files)
 

@@ -171,7 +171,7 @@ def _land(store: TaskStore, cfg: Config, task: Task, result: str | None) -> Outc
             new = result  # the result was built on the tip: fast-forward
         else:
             merged = gitops.merge_tree(root, old, result)
-            if not merged.clean or merged.tree is None:
+            if not merged.clean:
                 return Outcome("conflict", task.id, result, files=merged.conflicts)
             # No Stigmergy-Task trailer here: the result commit carries it, exactly once.
             message = f"Merge {task.id}: {task.title}\n"

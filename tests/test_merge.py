@@ -12,6 +12,7 @@ import pytest
 from stigmergy_cli import claims, gitops, merge, results, tasks, worktrees
 from stigmergy_cli.claims import Claimed
 from stigmergy_cli.environment import Environment, open_environment
+from stigmergy_cli.errors import GitError
 
 from .conftest import git
 
@@ -265,3 +266,10 @@ def test_leftovers_are_kept_before_a_reset(env: Environment) -> None:
     assert len(refs) == 1
     assert git(root, "show", f"{refs[0]}:unfinished.txt") == "half done"
     second.claim.close()
+
+
+def test_a_merge_tree_error_is_an_error_never_a_conflict(env_root: Path) -> None:
+    head = gitops.rev_parse(env_root, "main")
+    assert head is not None
+    with pytest.raises(GitError, match="not something we can merge"):
+        gitops.merge_tree(env_root, head, "0" * 40)

@@ -231,7 +231,7 @@ class Agent:
         self.say(f"claimed {task.id}: {task.title}")
         try:
             outcome = self._attempt(claimed)
-        except StigmergyError as exc:
+        except (StigmergyError, OSError) as exc:  # one task's trouble must not stop the agent
             outcome = self._fail(claimed, f"{type(exc).__name__}: {exc}")
         finally:
             claimed.claim.close()
@@ -393,6 +393,8 @@ class Agent:
             )
         except NotOwner:
             self.summary.fenced += 1
+        except StigmergyError as exc:  # the task vanished or broke: report it, keep working
+            self.say(f"{task.id}: could not record the failure: {exc}")
         return "failed"
 
     def _fenced(self, claimed: Claimed, worktree: Path) -> str:

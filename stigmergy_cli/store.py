@@ -52,6 +52,9 @@ class Problem:
 
     path: Path
     message: str
+    # Seen in two states during one scan. Usually a task moving between the two reads (a
+    # claim), so never a reason to quarantine anything.
+    duplicate: bool = False
 
 
 @dataclass
@@ -184,7 +187,11 @@ class TaskStore:
                 continue
             if task_id in seen:
                 result.problems.append(
-                    Problem(Path(entry.path), f"task {task_id!r} is also in {seen[task_id]}/")
+                    Problem(
+                        Path(entry.path),
+                        f"task {task_id!r} is also in {seen[task_id]}/",
+                        duplicate=True,
+                    )
                 )
                 continue
             seen[task_id] = state

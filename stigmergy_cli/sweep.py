@@ -19,7 +19,7 @@ from typing import Any
 from stigmergy_cli import defaults, events, heartbeats, locks, signals
 from stigmergy_cli.claims import deposit, max_attempts, requeue_after_failure
 from stigmergy_cli.config import Config
-from stigmergy_cli.errors import Conflict
+from stigmergy_cli.errors import Conflict, StigmergyError
 from stigmergy_cli.heartbeats import Heartbeat
 from stigmergy_cli.locks import LockInfo
 from stigmergy_cli.oslock import is_locked
@@ -195,10 +195,7 @@ class Sweeper:
     def _quarantine(self) -> None:
         for problem in self.store.scan(self.now).problems:
             path = problem.path
-            try:
-                if self.now - path.lstat().st_mtime < self.grace:
-                    continue  # maybe a person saving it right now
-            except FileNotFoundError:
+            if problem.duplicate or not self._still_unreadable(path):
                 continue
             target = self.layout.corrupt / f"{path.parent.name}.{path.name}.{int(self.now)}"
             if not self.dry_run:
@@ -208,6 +205,23 @@ class Sweeper:
                 except OSError:
                     continue
             self._do(Action("quarantined", self._rel(path), problem.message))
+
+    def _still_unreadable(self, path: Path) -> bool:
+        """Unreadable now, and untouched for the grace period (a person may be saving it).
+
+        ctime counts too: a rename (a task changing state) keeps the mtime of old content.
+        """
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return False
+        if self.now - max(st.st_mtime, st.st_ctime) < self.grace:
+            return False
+        try:
+            self.store.get(path.stem)
+        except StigmergyError:
+            return True
+        return False  # rewritten into a valid task since the scan
 
     def _clean(self) -> None:
         for path, why in self._litter():
@@ -222,7 +236,7 @@ class Sweeper:
     def _litter(self) -> Iterator[tuple[Path, str]]:
         """Half-built stages, old tombstones and temp files that crashes left behind."""
         for entry in _entries(self.layout.locks):
-            age = self.now - entry.stat(follow_symlinks=False).st_ctime
+            age = self.now - _ctime(entry)
             if entry.name.startswith(".stage-") and age > self.grace:
                 if not is_locked(Path(entry.path) / locks.OS_LOCK_FILE):
                     yield Path(entry.path), "claim abandoned before it was published"
@@ -239,7 +253,7 @@ class Sweeper:
         for directory in directories:
             for entry in _entries(directory):
                 is_temp = entry.name.startswith(".") and entry.name.endswith(".tmp")
-                if is_temp and self.now - entry.stat(follow_symlinks=False).st_mtime > self.grace:
+                if is_temp and self.now - _ctime(entry) > self.grace:
                     yield Path(entry.path), "temporary file of an interrupted write"
 
     def _rel(self, path: Path) -> str:
@@ -247,6 +261,15 @@ class Sweeper:
             return str(path.relative_to(self.layout.env))
         except ValueError:
             return str(path)
+
+
+def _ctime(entry: os.DirEntry[str]) -> float:
+    """When the entry last changed; "now" (age zero) if it vanished meanwhile (renamed into
+    place by its writer, or removed): then it is not litter."""
+    try:
+        return entry.stat(follow_symlinks=False).st_ctime
+    except FileNotFoundError:
+        return float("inf")
 
 
 def _entries(directory: Path) -> list[os.DirEntry[str]]:

@@ -176,7 +176,7 @@ def test_dry_run_reports_and_changes_nothing(store: TaskStore) -> None:
     old = time.time() - 3600
     os.utime(store.layout.state_dir("pending") / "junk.yaml", (old, old))
     before = snapshot(store.layout.root)
-    report = sweep(store, Config(), time.time(), dry_run=True)
+    report = sweep(store, Config(), time.time() + 60, dry_run=True)
     assert {a.kind for a in report.actions} == {"reclaimed", "quarantined"}
     assert snapshot(store.layout.root) == before
 
@@ -211,16 +211,15 @@ def test_a_live_claim_is_left_alone(store: TaskStore) -> None:
 
 def test_unreadable_files_are_quarantined_once_they_are_old(store: TaskStore) -> None:
     pending = store.layout.state_dir("pending")
-    (pending / "fresh.yaml").write_text("title: [")
     (pending / "old.yaml").write_text("title: [")
-    old = time.time() - 3600
-    os.utime(pending / "old.yaml", (old, old))
-    (action,) = sweep(store, Config(), time.time()).actions
+    (action,) = sweep(store, Config(), time.time() + 60).actions  # a minute later
     assert (action.kind, action.target) == ("quarantined", "tasks/pending/old.yaml")
     assert "invalid YAML" in action.reason
     (kept,) = store.layout.corrupt.iterdir()
     assert kept.read_text() == "title: ["
     assert kept.name.startswith("pending.old.yaml.")
+    (pending / "fresh.yaml").write_text("title: [")  # maybe a person saving it right now
+    assert sweep(store, Config(), time.time()).actions == []
     assert (pending / "fresh.yaml").exists()
 
 
@@ -402,3 +401,27 @@ def test_a_heartbeat_that_cannot_be_written_is_noticed(store: TaskStore) -> None
     clock[0] = 5.5
     assert heart.lost
     assert heart.errors == 1
+
+
+def test_a_task_seen_in_two_states_is_never_quarantined(store: TaskStore) -> None:
+    # A claim moving a task between the scan's reads of pending/ and active/ shows it twice;
+    # the sweep must not take the real one away (found by the 8-agent benchmark).
+    _add(store, "moving")
+    record = store.get("moving")
+    (store.layout.state_dir("active") / "moving.yaml").write_bytes(record.path.read_bytes())
+    old = time.time() - 3600
+    for state in ("pending", "active"):
+        os.utime(store.layout.task_file(state, "moving"), (old, old))
+    report = sweep(store, Config(), time.time() + 3600)
+    assert [a for a in report.actions if a.kind == "quarantined"] == []
+    assert store.layout.task_file("active", "moving").exists()
+
+
+def test_a_recently_renamed_unreadable_file_waits_for_the_grace_period(store: TaskStore) -> None:
+    broken = store.layout.state_dir("pending") / "broken.yaml"
+    broken.write_text("title: [")
+    old = time.time() - 3600
+    os.utime(broken, (old, old))  # old content, but its ctime is now (as after a rename)
+    assert sweep(store, Config(), time.time()).actions == []
+    (action,) = sweep(store, Config(), time.time() + 60).actions
+    assert action.kind == "quarantined"

@@ -8,8 +8,12 @@ pool shrinks from 500 to 1 as it is claimed. One more run of the same shape unde
 says where the time goes.
 
 Whole-process runs time `stigmergy task claim --agent aN --json` one at a time, then 16 at
-once. The contended in-process run forks 16 processes that claim from one pool until it is
-empty, and checks that every task was won exactly once.
+once. `task claim` also prepares the agent's git worktree (`git worktree add` for an agent id
+it has not seen, a reset after that), so one at a time two kinds of call take turns: a new
+agent id each time, and one fixed agent whose worktree exists (its task given back by an
+untimed `task release` before each claim). The 16 at once are new agents. The contended
+in-process run forks 16 processes that claim from one pool until it is empty, and checks that
+every task was won exactly once.
 """
 
 from __future__ import annotations
@@ -175,21 +179,46 @@ def where_time_goes(profiler: cProfile.Profile, calls: int) -> None:
 
 
 def whole_process(runs: int) -> float:
-    """Prints the one-at-a-time figures; returns the median process."""
+    """Prints the one-at-a-time figures; returns the median first claim of a new agent.
+
+    `task claim` also prepares the agent's worktree: `git worktree add` the first time an
+    agent id is seen, a reset after that. So two kinds of call take turns: a claim by a new
+    agent id, and a claim by one fixed agent whose worktree exists (its task is given back with
+    an untimed `task release` before each of its claims).
+    """
     with temp_repo("claim-cli") as repo:
         import_plain(repo, [task_id(i, "p") for i in range(1, 501)])
         agents = iter(range(10_000))
 
-        def argv() -> list[str | Path]:
-            return [CLI, "task", "claim", "--agent", f"a{next(agents)}", "--json"]
+        def first_claim() -> float:
+            argv: list[str | Path] = [CLI, "task", "claim", "--agent", f"a{next(agents)}"]
+            return run([*argv, "--json"], repo).seconds
+
+        def claim_again() -> tuple[float, str]:
+            done = run([CLI, "task", "claim", "--agent", "fixed", "--json"], repo, capture=True)
+            return done.seconds, str(json.loads(done.stdout)["id"])
 
         for _ in range(2):  # warm-up: bytecode written, page cache filled
-            run(argv(), repo)
-        times = [run(argv(), repo).seconds for _ in range(runs)]
-        med = median(times)
+            first_claim()
+        _, held = claim_again()  # creates the fixed agent's worktree
+        firsts: list[float] = []
+        agains: list[float] = []
+        for _ in range(runs):
+            firsts.append(first_claim())
+            run([CLI, "task", "release", held, "--agent", "fixed"], repo)
+            seconds, held = claim_again()
+            agains.append(seconds)
+        med = median(firsts)
         print(
-            f"task claim --json, one process at a time, pool of 500: "
-            f"{ms_stats(times)} {of_bar(med, BAR_PROCESS, millis)} over {runs} runs"
+            f"task claim --json, one process at a time, pool of 500, first claim by a new agent "
+            f"(creates its worktree): {ms_stats(firsts)} {of_bar(med, BAR_PROCESS, millis)} "
+            f"over {runs} runs"
+        )
+        print(
+            f"task claim --json, one process at a time, pool of 500, by an agent whose worktree "
+            f"exists (resets it; `task release` between claims, untimed): {ms_stats(agains)} "
+            f"{of_bar(median(agains), BAR_PROCESS, millis)} over {runs} runs, taking turns "
+            f"with the line above"
         )
         return med
 
@@ -301,7 +330,8 @@ def contended_processes(rounds: int, alone: float) -> None:
                 won.update(tid for _, tid in outcomes)
         once = len(won) == RACERS * rounds and all(c == 1 for c in won.values())
         print(
-            f"task claim --json, {RACERS} processes at once, {rounds} rounds: per process "
+            f"task claim --json, {RACERS} processes at once, {rounds} rounds, each a new agent "
+            f"(creates its worktree): per process "
             f"{ms_stats(times)} {of_bar(median(times), BAR_PROCESS, millis)}; "
             f"a round of {RACERS} takes {secs(median(rounds_wall))} (median); "
             f"exactly once: {'yes' if once else 'no'}"

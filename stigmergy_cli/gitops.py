@@ -324,12 +324,13 @@ def worktrees(root: Path) -> list[dict[str, str]]:
     return result
 
 
-def checked_out_at(root: Path, branch: str) -> Path | None:
-    """The worktree where `branch` is checked out, if any."""
+def checkout_of(root: Path, branch: str) -> tuple[Path | None, str | None]:
+    """Where `branch` is checked out (or None) and the commit it is at (None: no commit)."""
     for tree in worktrees(root):
         if tree.get("branch") == f"refs/heads/{branch}":
-            return Path(tree["worktree"])
-    return None
+            head = tree.get("HEAD")
+            return Path(tree["worktree"]), head if head and head.strip("0") else None
+    return None, rev_parse(root, f"refs/heads/{branch}")
 
 
 def version() -> tuple[int, ...]:

@@ -89,6 +89,10 @@ def integrate(
     """Land `result` (a commit, or None for "no change") for the claim `token` on `task_id`."""
     layout = store.layout
     root = layout.root
+    if result is not None:  # kept whatever happens next, and outside the lock
+        gitops.update_ref(
+            root, f"{RESULTS}{task_id}", result, reason=f"stigmergy result of {task_id}"
+        )
     with locks.integration_lock(layout):
         info = locks.inspect(layout, task_id)
         if info is None or info.owner is None or info.owner.token != token:
@@ -96,10 +100,6 @@ def integrate(
         record = store.get(task_id)
         if record.state != "active":
             raise Conflict(f"task {task_id!r} is {record.state}, not active")
-        if result is not None:
-            gitops.update_ref(
-                root, f"{RESULTS}{task_id}", result, reason=f"stigmergy result of {task_id}"
-            )
         outcome = _land(store, cfg, record.task, result)
         if outcome.kind == "conflict":
             conflict = _conflict_task(store, cfg, record.task, outcome, now)
@@ -161,7 +161,8 @@ def _land(store: TaskStore, cfg: Config, task: Task, result: str | None) -> Outc
     root = store.layout.root
     target = _Target(cfg.target)
     for _ in range(_CAS_RETRIES):
-        old = gitops.rev_parse(root, target.ref)
+        # One listing says where the target is checked out and at which commit.
+        checkout, old = gitops.checkout_of(root, target.branch)
         if old is None:
             raise GitError(f"target branch {target.branch!r} has no commit")
         base = None if result is None else gitops.merge_base(root, old, result)
@@ -178,7 +179,7 @@ def _land(store: TaskStore, cfg: Config, task: Task, result: str | None) -> Outc
             new = gitops.commit_tree(
                 root, merged.tree, [old, result], message, gitops.identity(root)
             )
-        moved = _advance(root, target, old, new)
+        moved = _advance(root, target, old, new, checkout)
         if moved is None:
             continue  # the target moved under us: merge again with its new tip
         if not moved:
@@ -196,18 +197,15 @@ def _land(store: TaskStore, cfg: Config, task: Task, result: str | None) -> Outc
     )
 
 
-def _advance(root: Path, target: _Target, old: str, new: str) -> bool | None:
+def _advance(root: Path, target: _Target, old: str, new: str, checkout: Path | None) -> bool | None:
     """Move the target from `old` to `new`: True done, False blocked by local changes,
     None if the target is no longer at `old`."""
-    checkout = gitops.checked_out_at(root, target.branch)
     if checkout is None:
         return (
             True
             if gitops.update_ref(root, target.ref, new, old, reason="stigmergy merge")
             else None
         )
-    if gitops.rev_parse(checkout, "HEAD") != old:
-        return None
     # A fast-forward in that worktree moves the branch, the index and the files together, and
     # refuses (changing nothing) if a local change would be overwritten. Hooks are not run.
     proc = gitops.run(

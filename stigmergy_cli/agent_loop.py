@@ -82,6 +82,9 @@ class Agent:
         self._next_sweep = 0.0
         self._backoff = 0.0
         self._limited_streak = 0  # rate limits in a row: each doubles the wait
+        # Whether the worktree's HEAD is known to be kept already (see results.prepare): not
+        # at start, since a previous run may have left anything there.
+        self._head_kept = False
 
     # -- control ---------------------------------------------------------------------------
 
@@ -243,7 +246,10 @@ class Agent:
         attempt = task.attempts + 1
         log_path = self.layout.task_log(task.id, attempt)
         started = self.clock()
-        worktree = results.prepare(self.layout, self.cfg, self.options.agent, task, started)
+        worktree = results.prepare(
+            self.layout, self.cfg, self.options.agent, task, started, head_kept=self._head_kept
+        )
+        self._head_kept = False  # the executor is about to change it
         events.append(
             self.layout.events,
             events.STARTED,
@@ -298,6 +304,7 @@ class Agent:
         if self._heart is not None and self._heart.lost:
             return self._fenced(claimed, worktree)
         commit = results.commit(self.layout, self.cfg, worktree, task, self.options.agent)
+        self._head_kept = True  # committed (kept under refs/stigmergy/results) or unchanged
         if self._heart is not None:
             self._heart.beat(status="merging")
         outcome = merge.integrate(
@@ -377,6 +384,7 @@ class Agent:
             tip = gitops.rev_parse(self.layout.root, f"refs/heads/{self.cfg.target}")
             label = f"{task.id}/{task.attempts + 1}"
             kept = results.save_leftovers(self.layout, worktree, label, tip, self.clock())
+            self._head_kept = True
             if kept:
                 why += f"; work kept at {kept}"
         self.say(f"{task.id}: failed ({why})")

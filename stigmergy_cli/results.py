@@ -50,15 +50,23 @@ def save_leftovers(
     return ref
 
 
-def prepare(layout: Layout, cfg: Config, agent: str, task: Task, now: float) -> Path:
+def prepare(
+    layout: Layout, cfg: Config, agent: str, task: Task, now: float, *, head_kept: bool = False
+) -> Path:
     """The agent's worktree at the target's tip, ready for `task` (a merge in progress for a
-    conflict task), after keeping anything the previous task left behind."""
+    conflict task), after keeping anything the previous task left behind.
+
+    `head_kept`: the caller knows the worktree's HEAD is already kept (it committed its last
+    result, or saved its leftovers), so a clean worktree needs no further look.
+    """
     worktree = worktrees.ensure(layout, agent, cfg.target)
     tip = gitops.rev_parse(layout.root, f"refs/heads/{cfg.target}")
     if tip is None:
         raise GitError(f"target branch {cfg.target!r} has no commit")
-    save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now)
-    worktrees.reset(worktree, tip)
+    clean = gitops.is_clean(worktree)
+    if not (clean and head_kept):
+        save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now)
+    worktrees.reset(worktree, tip, untracked=not clean)
     conflict = merge.conflict_of(task)
     if conflict is not None:
         worktrees.start_merge(worktree, conflict["theirs"])

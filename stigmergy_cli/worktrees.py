@@ -60,10 +60,14 @@ def ensure(layout: Layout, agent: str, target: str) -> Path:
     return path
 
 
-def reset(path: Path, commit: str) -> None:
-    """Make the worktree exactly `commit`: no local change, no merge in progress."""
+def reset(path: Path, commit: str, *, untracked: bool = True) -> None:
+    """Make the worktree exactly `commit`: no local change, no merge in progress.
+
+    `untracked=False` skips removing untracked files, for a worktree known to have none.
+    """
     gitops.run(["reset", "--hard", "--quiet", commit], path)
-    gitops.run(["clean", "-ffdq"], path)
+    if untracked:
+        gitops.run(["clean", "-ffdq"], path)
 
 
 def start_merge(path: Path, theirs: str) -> None:

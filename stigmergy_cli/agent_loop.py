@@ -246,7 +246,7 @@ class Agent:
         attempt = task.attempts + 1
         log_path = self.layout.task_log(task.id, attempt)
         started = self.clock()
-        worktree = results.prepare(
+        worktree, base = results.prepare_at(
             self.layout, self.cfg, self.options.agent, task, started, head_kept=self._head_kept
         )
         self._head_kept = False  # the executor is about to change it
@@ -316,6 +316,7 @@ class Agent:
             result=commit,
             now=self.clock(),
             log=str(log_path.relative_to(self.layout.env)),
+            base=base,
         )
         return self._record(task, outcome)
 

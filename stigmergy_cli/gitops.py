@@ -325,12 +325,43 @@ def worktrees(root: Path) -> list[dict[str, str]]:
 
 
 def checkout_of(root: Path, branch: str) -> tuple[Path | None, str | None]:
-    """Where `branch` is checked out (or None) and the commit it is at (None: no commit)."""
+    """Where `branch` is checked out (or None) and the commit it is at (None: no commit).
+
+    Read from the worktrees' HEAD files (gitrepository-layout) rather than by starting
+    `git worktree list`: this runs under the integration lock for every merge. Anything
+    unusual falls back to asking git.
+    """
+    wanted = f"ref: refs/heads/{branch}"
+    commit = rev_parse(root, f"refs/heads/{branch}")
+    try:
+        found = _checkout_from_files(root, wanted)
+    except (OSError, ValueError):
+        found = False
+    if found is not False:
+        return (found if isinstance(found, Path) else None), commit
     for tree in worktrees(root):
         if tree.get("branch") == f"refs/heads/{branch}":
-            head = tree.get("HEAD")
-            return Path(tree["worktree"]), head if head and head.strip("0") else None
-    return None, rev_parse(root, f"refs/heads/{branch}")
+            return Path(tree["worktree"]), commit
+    return None, commit
+
+
+def _checkout_from_files(root: Path, wanted: str) -> Path | bool | None:
+    """The worktree whose HEAD file says `wanted`, None if none does, False if unsure."""
+    common = root / ".git"
+    if not common.is_dir():
+        return False
+    heads = [(root, common / "HEAD")]
+    admin_dir = common / "worktrees"
+    if admin_dir.is_dir():
+        for admin in admin_dir.iterdir():
+            dot_git = Path((admin / "gitdir").read_text(encoding="utf-8").strip())
+            if not dot_git.exists():
+                return False  # a worktree deleted by hand: let git judge it
+            heads.append((dot_git.parent, admin / "HEAD"))
+    for path, head_file in heads:
+        if head_file.read_text(encoding="utf-8").strip() == wanted:
+            return path
+    return None
 
 
 def version() -> tuple[int, ...]:

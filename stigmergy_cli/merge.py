@@ -85,6 +85,7 @@ def integrate(
     result: str | None,
     now: float,
     log: str | None = None,
+    base: str | None = None,
 ) -> Outcome:
     """Land `result` (a commit, or None for "no change") for the claim `token` on `task_id`."""
     layout = store.layout
@@ -100,7 +101,7 @@ def integrate(
         record = store.get(task_id)
         if record.state != "active":
             raise Conflict(f"task {task_id!r} is {record.state}, not active")
-        outcome = _land(store, cfg, record.task, result)
+        outcome = _land(store, cfg, record.task, result, base)
         if outcome.kind == "conflict":
             conflict = _conflict_task(store, cfg, record.task, outcome, now)
             outcome = replace(outcome, conflict_task=conflict)
@@ -156,8 +157,14 @@ def _salvage(
     return Outcome("fenced", task_id, result, detail=detail)
 
 
-def _land(store: TaskStore, cfg: Config, task: Task, result: str | None) -> Outcome:
-    """Merge `result` into the target and move it; retry if the target moved meanwhile."""
+def _land(
+    store: TaskStore, cfg: Config, task: Task, result: str | None, base: str | None = None
+) -> Outcome:
+    """Merge `result` into the target and move it; retry if the target moved meanwhile.
+
+    `base`, when given, is the target commit `result` was built on (the agent's worktree was
+    reset to it), which saves asking git for the merge base under the lock.
+    """
     root = store.layout.root
     target = _Target(cfg.target)
     for _ in range(_CAS_RETRIES):
@@ -165,8 +172,11 @@ def _land(store: TaskStore, cfg: Config, task: Task, result: str | None) -> Outc
         checkout, old = gitops.checkout_of(root, target.branch)
         if old is None:
             raise GitError(f"target branch {target.branch!r} has no commit")
-        base = None if result is None else gitops.merge_base(root, old, result)
-        if result is None or base == result:  # nothing, or already in the target
+        if result is None:
+            return Outcome("unchanged", task.id, result, merge_commit=old)
+        if base is None or base != old:
+            base = gitops.merge_base(root, old, result)
+        if base == result:  # already in the target
             return Outcome("unchanged", task.id, result, merge_commit=old)
         if base == old:
             new = result  # the result was built on the tip: fast-forward

@@ -53,8 +53,15 @@ def save_leftovers(
 def prepare(
     layout: Layout, cfg: Config, agent: str, task: Task, now: float, *, head_kept: bool = False
 ) -> Path:
-    """The agent's worktree at the target's tip, ready for `task` (a merge in progress for a
-    conflict task), after keeping anything the previous task left behind.
+    """The agent's worktree, ready for `task` (see prepare_at)."""
+    return prepare_at(layout, cfg, agent, task, now, head_kept=head_kept)[0]
+
+
+def prepare_at(
+    layout: Layout, cfg: Config, agent: str, task: Task, now: float, *, head_kept: bool = False
+) -> tuple[Path, str]:
+    """The agent's worktree at the target's tip, and that tip, ready for `task` (a merge in
+    progress for a conflict task), after keeping anything the previous task left behind.
 
     `head_kept`: the caller knows the worktree's HEAD is already kept (it committed its last
     result, or saved its leftovers), so a clean worktree needs no further look.
@@ -70,7 +77,7 @@ def prepare(
     conflict = merge.conflict_of(task)
     if conflict is not None:
         worktrees.start_merge(worktree, conflict["theirs"])
-    return worktree
+    return worktree, tip
 
 
 def unresolved(worktree: Path, task: Task) -> list[str]:

@@ -149,3 +149,21 @@ def test_the_example_environment_is_readable_by_this_version(repo: Path, tmp_pat
     assert lock.owner is not None
     assert lock.owner.agent == "gamma"
     assert all(a.beat is not None for a in heartbeats.list_agents(Layout(repo)))
+
+
+def test_the_checkout_of_a_branch_is_read_like_git_reads_it(env_root: Path, tmp_path: Path) -> None:
+    git(env_root, "branch", "feature")
+    git(env_root, "branch", "idle")
+    linked = tmp_path / "linked"
+    git(env_root, "worktree", "add", "-q", str(linked), "feature")
+    assert gitops.checkout_of(env_root, "main") == (env_root, git(env_root, "rev-parse", "main"))
+    assert gitops.checkout_of(env_root, "feature") == (
+        linked,
+        git(env_root, "rev-parse", "feature"),
+    )
+    assert gitops.checkout_of(env_root, "idle") == (None, git(env_root, "rev-parse", "idle"))
+    assert gitops.checkout_of(env_root, "absent") == (None, None)
+    import shutil
+
+    shutil.rmtree(linked)  # deleted by hand: git is asked, and still lists it until pruned
+    assert gitops.checkout_of(env_root, "feature")[1] == git(env_root, "rev-parse", "feature")

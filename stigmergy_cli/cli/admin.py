@@ -264,8 +264,7 @@ def stats(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Throughput, completions, failures, retries, conflicts, wait and run times, per-agent
-    counts and the pressure map, from the event log."""
+    """Throughput, failures, conflicts, timings, agents and the pressure map, from the log."""
     from stigmergy_cli import metrics, snapshot
 
     env = open_env(ctx)

@@ -174,10 +174,12 @@ def _land(
             raise GitError(f"target branch {target.branch!r} has no commit")
         if result is None:
             return Outcome("unchanged", task.id, result, merge_commit=old)
-        if base is None or base != old:
+        if base is None:
             base = gitops.merge_base(root, old, result)
-        if base == result:  # already in the target
-            return Outcome("unchanged", task.id, result, merge_commit=old)
+            if base == result:  # already in the target
+                return Outcome("unchanged", task.id, result, merge_commit=old)
+        # With `base` from the agent, `result` is a new commit on top of it: a fast-forward
+        # if the target has not moved since, otherwise a three-way merge.
         if base == old:
             new = result  # the result was built on the tip: fast-forward
         else:

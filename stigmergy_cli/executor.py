@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from stigmergy_cli.gitops import git_env
 
@@ -108,14 +109,14 @@ def run(
 
 
 def _pump(
-    stream: object,
-    log: object,
+    stream: IO[bytes],
+    log: IO[bytes],
     tail: deque[str],
     on_line: Callable[[str], None] | None,
 ) -> None:
-    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
-        log.write(raw)  # type: ignore[attr-defined]
-        log.flush()  # type: ignore[attr-defined]
+    for raw in iter(stream.readline, b""):
+        log.write(raw)
+        log.flush()
         line = raw.decode(errors="replace")
         tail.append(line)
         if on_line is not None:

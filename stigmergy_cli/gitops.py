@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,54 @@ def rev_parse(cwd: Path, rev: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def ref_commit(root: Path, ref: str) -> str | None:
+    """The commit a branch ref such as refs/heads/main points at; None if it does not exist.
+
+    Read from the ref files (gitrepository-layout: loose refs, then packed-refs) rather than
+    by starting git, since an agent asks several times per task; anything unusual (reftable,
+    a symbolic ref, a separate git dir) is left to `git rev-parse`.
+    """
+    common = root / ".git"
+    if not common.is_dir() or (common / "reftable").exists():
+        return rev_parse(root, ref)
+    try:
+        loose = (common / ref).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        loose = ""
+    except (OSError, UnicodeDecodeError):
+        return rev_parse(root, ref)
+    if loose:
+        return loose if _SHA_RE.fullmatch(loose) else rev_parse(root, ref)
+    try:
+        packed = (common / "packed-refs").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return rev_parse(root, ref)
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref:
+            return sha if _SHA_RE.fullmatch(sha) else rev_parse(root, ref)
+    return None
+
+
+def head_commit(worktree: Path, root: Path) -> str | None:
+    """The commit checked out in a linked worktree of `root` (its HEAD), read from files when
+    it is on a branch, else from git."""
+    try:
+        text = (worktree / ".git").read_text(encoding="utf-8").strip()
+        git_dir = (worktree / text.removeprefix("gitdir:").strip()).resolve()
+        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return rev_parse(worktree, "HEAD")
+    if head.startswith("ref: refs/heads/"):
+        return ref_commit(root, head.removeprefix("ref: "))
+    return head if _SHA_RE.fullmatch(head) else rev_parse(worktree, "HEAD")
+
+
 def is_ancestor(cwd: Path, ancestor: str, descendant: str) -> bool:
     """Is `ancestor` reachable from `descendant`?"""
     return (
@@ -221,11 +270,14 @@ def _identity(cwd: str) -> tuple[str, ...]:
     return tuple(extra)
 
 
-def commit_all(worktree: Path, message: str, ident: Sequence[str]) -> str | None:
+def commit_all(
+    worktree: Path, message: str, ident: Sequence[str], *, root: Path | None = None
+) -> str | None:
     """Commit every change in `worktree` (new files too); None when there is nothing to commit.
 
     A merge in progress is concluded even if its tree equals HEAD's. Hooks are not run: the
     task's `verify` command is the gate, and a hook waiting for input would hang an agent.
+    With `root` (the repository of a linked worktree) the new commit is read from the files.
     """
     run(["add", "-A"], worktree)
     proc = run(
@@ -240,7 +292,7 @@ def commit_all(worktree: Path, message: str, ident: Sequence[str]) -> str | None
         raise GitError(
             f"git commit failed ({proc.returncode}): {_last_line(proc.stderr or proc.stdout)}"
         )
-    head = rev_parse(worktree, "HEAD")
+    head = head_commit(worktree, root) if root is not None else rev_parse(worktree, "HEAD")
     if head is None:  # pragma: no cover - a commit just succeeded
         raise GitError("commit succeeded but HEAD names no commit")
     return head
@@ -332,7 +384,7 @@ def checkout_of(root: Path, branch: str) -> tuple[Path | None, str | None]:
     unusual falls back to asking git.
     """
     wanted = f"ref: refs/heads/{branch}"
-    commit = rev_parse(root, f"refs/heads/{branch}")
+    commit = ref_commit(root, f"refs/heads/{branch}")
     try:
         found = _checkout_from_files(root, wanted)
     except (OSError, ValueError):

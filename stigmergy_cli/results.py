@@ -42,7 +42,9 @@ def save_leftovers(
         if kept.stdout.strip():
             return None  # already kept as a result, an attempt or a salvage
     else:
-        head = gitops.commit_all(worktree, f"Leftovers of {label}\n", gitops.identity(worktree))
+        head = gitops.commit_all(
+            worktree, f"Leftovers of {label}\n", gitops.identity(worktree), root=layout.root
+        )
         if head is None:
             return None
     ref = f"{ATTEMPTS}{label}/{int(now * 1000)}"
@@ -67,7 +69,7 @@ def prepare_at(
     result, or saved its leftovers), so a clean worktree needs no further look.
     """
     worktree = worktrees.ensure(layout, agent, cfg.target)
-    tip = gitops.rev_parse(layout.root, f"refs/heads/{cfg.target}")
+    tip = gitops.ref_commit(layout.root, f"refs/heads/{cfg.target}")
     if tip is None:
         raise GitError(f"target branch {cfg.target!r} has no commit")
     clean = gitops.is_clean(worktree)
@@ -96,7 +98,7 @@ def commit(layout: Layout, cfg: Config, worktree: Path, task: Task, agent: str) 
     the target.
     """
     message = merge.commit_message(task, agent)
-    made = gitops.commit_all(worktree, message, gitops.identity(worktree))
+    made = gitops.commit_all(worktree, message, gitops.identity(worktree), root=layout.root)
     if made is not None:
         return made
     head = gitops.rev_parse(worktree, "HEAD")

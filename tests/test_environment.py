@@ -167,3 +167,21 @@ def test_the_checkout_of_a_branch_is_read_like_git_reads_it(env_root: Path, tmp_
 
     shutil.rmtree(linked)  # deleted by hand: git is asked, and still lists it until pruned
     assert gitops.checkout_of(env_root, "feature")[1] == git(env_root, "rev-parse", "feature")
+
+
+def test_refs_read_from_files_agree_with_git(env_root: Path, tmp_path: Path) -> None:
+    git(env_root, "branch", "loose")
+    git(env_root, "branch", "packed")
+    git(env_root, "pack-refs", "--all")  # `packed` (and the others) now live in packed-refs
+    git(env_root, "branch", "-f", "loose", "HEAD")  # ...and `loose` is loose again
+    for ref in ("refs/heads/main", "refs/heads/loose", "refs/heads/packed"):
+        assert gitops.ref_commit(env_root, ref) == git(env_root, "rev-parse", ref)
+    assert gitops.ref_commit(env_root, "refs/heads/absent") is None
+    linked = tmp_path / "wt"
+    git(env_root, "worktree", "add", "-q", "-b", "side", str(linked))
+    (linked / "new.txt").write_text("x\n")
+    git(linked, "add", "new.txt")
+    git(linked, "commit", "-q", "-m", "on side")
+    assert gitops.head_commit(linked, env_root) == git(linked, "rev-parse", "HEAD")
+    git(linked, "checkout", "-q", "--detach", "HEAD~1")
+    assert gitops.head_commit(linked, env_root) == git(linked, "rev-parse", "HEAD")

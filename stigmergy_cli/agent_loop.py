@@ -317,6 +317,7 @@ class Agent:
             now=self.clock(),
             log=str(log_path.relative_to(self.layout.env)),
             base=base,
+            dependants=claimed.dependants,
         )
         return self._record(task, outcome)
 

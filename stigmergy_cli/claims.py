@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,9 @@ class Claimed:
 
     record: TaskRecord
     claim: locks.Claim
+    # Pending tasks that depended on this one when it was claimed (None: not looked at), so
+    # its completion can nudge them without scanning the pool again.
+    dependants: tuple[str, ...] | None = None
 
     @property
     def token(self) -> str:
@@ -178,6 +181,7 @@ def claim_best(
             continue
         claimed = _take(store, task, agent, cfg, now, session=session)
         if claimed is not None:
+            claimed.dependants = tuple(r.task.id for r in ranked if task.id in r.task.depends_on)
             return claimed
         counts["taken by others"] += 1
     why = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
@@ -317,14 +321,26 @@ def complete(
     return record
 
 
-def nudge_dependants(store: TaskStore, cfg: Config, task_id: str, agent: str, now: float) -> None:
-    """A dependency completed: its pending dependants get dependency_done pressure."""
+def nudge_dependants(
+    store: TaskStore,
+    cfg: Config,
+    task_id: str,
+    agent: str,
+    now: float,
+    known: Sequence[str] | None = None,
+) -> None:
+    """A dependency completed: its pending dependants get dependency_done pressure.
+
+    `known` lists them when the caller already knows (see Claimed.dependants).
+    """
     intensity = cfg.pressure.signal_dependency_done
     if not intensity:
         return
-    for record in store.scan(now, states=("pending",)).records:
-        if task_id in record.task.depends_on:
-            deposit(store, cfg, signals.DEPENDENCY_DONE, record.task.id, intensity, agent, now)
+    if known is None:
+        pending = store.scan(now, states=("pending",)).records
+        known = [r.task.id for r in pending if task_id in r.task.depends_on]
+    for dependant in known:
+        deposit(store, cfg, signals.DEPENDENCY_DONE, dependant, intensity, agent, now)
 
 
 def max_attempts(task: Task, cfg: Config) -> int:

@@ -12,6 +12,7 @@ the task is left done with `merged: false` for `stigmergy integrate`. A conflict
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def integrate(
     now: float,
     log: str | None = None,
     base: str | None = None,
+    dependants: Sequence[str] | None = None,
 ) -> Outcome:
     """Land `result` (a commit, or None for "no change") for the claim `token` on `task_id`."""
     layout = store.layout
@@ -107,7 +109,7 @@ def integrate(
             outcome = replace(outcome, conflict_task=conflict)
         _finish(store, cfg, record, agent, token, outcome, now, log)
     if outcome.merged:
-        claims.nudge_dependants(store, cfg, task_id, agent, now)
+        claims.nudge_dependants(store, cfg, task_id, agent, now, dependants)
     if outcome.conflict_task:
         claims.deposit(
             store,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -230,7 +231,7 @@ def _simple_transition(
     allowed: tuple[str, ...],
     to_state: str,
     event: str,
-    change: Any,
+    change: Callable[[Task], Task] = lambda task: task,
 ) -> None:
     env = open_env(ctx)
     at = now()
@@ -238,7 +239,7 @@ def _simple_transition(
         task_id,
         allowed=allowed,
         to_state=to_state,
-        change=lambda t: change(env, t, at),
+        change=change,
         who=whoami(),
         now=at,
         verb=verb,
@@ -257,7 +258,6 @@ def cancel(ctx: typer.Context, task_id: TaskId) -> None:
         allowed=("pending", "active", "failed"),
         to_state="cancelled",
         event=events.CANCELLED,
-        change=lambda _env, t, _at: t,
     )
 
 
@@ -271,7 +271,7 @@ def retry(ctx: typer.Context, task_id: TaskId) -> None:
         allowed=("failed", "cancelled"),
         to_state="pending",
         event=events.RETRIED,
-        change=lambda _env, t, _at: t.evolve(attempts=0),
+        change=lambda task: task.evolve(attempts=0),
     )
 
 

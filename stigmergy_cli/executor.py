@@ -24,6 +24,9 @@ from stigmergy_cli.gitops import git_env
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of the process group
 TAIL_LINES = 200  # lines kept to recognize a rate limit and to report a failure
+# How often the wait for the executor checks for a timeout or a stop. Also how late an agent
+# may notice its executor finished: on the critical path of every task, so kept short.
+POLL = 0.01
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def run(
         timed_out = stopped = False
         while True:
             try:
-                code: int | None = proc.wait(timeout=0.05)
+                code: int | None = proc.wait(timeout=POLL)
                 break
             except subprocess.TimeoutExpired:
                 pass

@@ -40,6 +40,9 @@ _LEAKY_GIT_VARS = frozenset(
 )
 
 DEFAULT_TIMEOUT = 120.0
+# `git commit` and `git merge` start `git maintenance run --auto` after their work: a process
+# per task for nothing, most times. The sweep asks for that housekeeping instead (maintain).
+_NO_AUTO_MAINTENANCE = ("-c", "maintenance.auto=false")
 
 
 def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -64,7 +67,7 @@ def run(
 
     try:
         proc = subprocess.run(
-            ["git", *args],
+            ["git", *_NO_AUTO_MAINTENANCE, *args],
             cwd=cwd,
             env=git_env(),
             input=stdin,
@@ -82,6 +85,12 @@ def run(
             f"git {' '.join(args)} failed ({proc.returncode}): {_last_line(proc.stderr)}"
         )
     return proc
+
+
+def maintain(root: Path) -> None:
+    """The housekeeping git would do after a commit (`gc --auto`: packs loose objects once
+    there are many, in the background); nothing when there is nothing to do."""
+    run(["gc", "--auto", "--quiet"], root, check=False)
 
 
 def _last_line(text: str) -> str:

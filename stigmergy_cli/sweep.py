@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import defaults, events, heartbeats, locks, signals
+from stigmergy_cli import defaults, events, gitops, heartbeats, locks, signals
 from stigmergy_cli.claims import deposit, max_attempts, requeue_after_failure
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, StigmergyError
@@ -115,6 +115,8 @@ class Sweeper:
         finally:
             if lock is not None:
                 lock.release()
+        if not self.dry_run:
+            gitops.maintain(self.layout.root)
         return self.report
 
     def _do(self, action: Action) -> None:

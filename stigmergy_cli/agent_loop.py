@@ -15,7 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stigmergy_cli import claims, events, executor, gitops, merge, results, sweep, templates
+from stigmergy_cli import (
+    claims,
+    events,
+    executor,
+    gitops,
+    merge,
+    results,
+    sweep,
+    templates,
+    worktrees,
+)
 from stigmergy_cli.claims import Claimed, NothingClaimable
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import StigmergyError
@@ -81,6 +91,7 @@ class Agent:
         self._heart: Heartbeater | None = None
         self._next_sweep = 0.0
         self._backoff = 0.0
+        self._watching = False  # idle and said so in the heartbeat
         self._limited_streak = 0  # rate limits in a row: each doubles the wait
         # Whether the worktree's HEAD is known to be kept already (see results.prepare): not
         # at start, since a previous run may have left anything there.
@@ -125,6 +136,7 @@ class Agent:
             role=self.options.role,
         )
         try:
+            self._open_workspace()
             self._loop()
         finally:
             heart.stop()
@@ -178,9 +190,18 @@ class Agent:
                 self._wait_for_change(idle_since)
                 continue
             idle_since = None
+            self._watching = False
             self._work(claimed)
             if self.options.once:
                 return
+
+    def _open_workspace(self) -> None:
+        """Create the worktree now, off the first task's critical path: agents started
+        together would otherwise queue on git's worktree lock just as work arrives."""
+        try:
+            worktrees.ensure(self.layout, self.options.agent, self.cfg.target)
+        except StigmergyError as exc:  # the first task tries again and reports it there
+            self.say(f"workspace not ready: {exc}")
 
     def _wait(self, seconds: float) -> bool:
         """Sleep, waking early on a stop; True if stopped."""
@@ -200,8 +221,11 @@ class Agent:
         """Idle cheaply (two stat calls per poll) until the pool changes, a sweep is due, or
         --idle-exit runs out."""
         before = self._pool_signature()
-        if self._heart is not None:
+        # Said once on going idle, not on every wake-up: idle agents wake on each task another
+        # agent finishes, and the background beat keeps the lease meanwhile.
+        if self._heart is not None and not self._watching:
             self._heart.beat(status="idle", task=None)
+            self._watching = True
         while not self.stop.wait(self.cfg.poll_interval):
             if self._pool_signature() != before:
                 return

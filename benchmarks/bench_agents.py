@@ -420,6 +420,13 @@ class Fleet:
             if time.monotonic() > deadline:
                 raise BenchError(f"{done_count(self.repo)} of {total} tasks done after {timeout}s")
             time.sleep(0.05)
+        # An agent logs a task's outcome just after moving it to done/: wait for the log too.
+        landed = (events.MERGED, events.CONFLICT, events.SUCCEEDED)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if sum(e["event"] in landed for e in read_events(self.repo)) >= total:
+                return
+            time.sleep(0.05)
 
     def crashed(self) -> list[str]:
         """Agents that exited with an error, and their last words."""

@@ -15,7 +15,7 @@ import pytest
 
 from stigmergy_cli import events, gitops, tasks
 from stigmergy_cli.agent_loop import Agent, AgentOptions
-from stigmergy_cli.environment import Environment, open_environment
+from stigmergy_cli.environment import Environment, initialize, open_environment
 from stigmergy_cli.sweep import sweep
 
 from .conftest import git
@@ -344,3 +344,24 @@ def test_a_long_run_leaks_no_processes_or_file_handles(env_root: Path) -> None:
     assert summary.done == 120
     assert _open_fds() == fds
     assert _children() == children
+
+
+def test_an_agent_makes_its_worktree_as_it_starts(env_root: Path) -> None:
+    # Before any task: agents started together must not queue on git's worktree lock when
+    # the first work arrives.
+    env = _env(env_root)
+    summary = _agent(env, agent="early", idle_exit=0).run()
+    assert summary.attempted == 0
+    workspace = env.layout.workspace("early")
+    assert git(workspace, "rev-parse", "--abbrev-ref", "HEAD") == "stigmergy/early"
+    assert git(workspace, "rev-parse", "HEAD") == git(env_root, "rev-parse", "main")
+
+
+def test_an_agent_without_a_target_commit_says_so_and_carries_on(tmp_path: Path) -> None:
+    root = tmp_path / "empty"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    initialize(root, None, {})
+    agent = _agent(open_environment(root, None, {}), agent="early", idle_exit=0)
+    assert agent.run().attempted == 0
+    assert any("workspace not ready" in line and "no commit" in line for line in agent.said)  # type: ignore[attr-defined]

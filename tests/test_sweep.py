@@ -425,3 +425,27 @@ def test_a_recently_renamed_unreadable_file_waits_for_the_grace_period(store: Ta
     assert sweep(store, Config(), time.time()).actions == []
     (action,) = sweep(store, Config(), time.time() + 60).actions
     assert action.kind == "quarantined"
+
+
+def test_the_sweep_does_the_housekeeping_agents_leave_to_it(store: TaskStore) -> None:
+    # Agents commit without git's auto-maintenance; the sweep asks for `gc --auto` instead,
+    # which acts at git's own thresholds: here, more than one pack (in the foreground, to see).
+    root = store.layout.root
+    git = ["git", "-C", str(root)]
+    subprocess.run([*git, "config", "gc.autoPackLimit", "1"], check=True)
+    subprocess.run([*git, "config", "gc.autoDetach", "false"], check=True)
+    for k in range(3):
+        (root / f"f{k}.txt").write_text(f"{k}\n")
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "-c", "maintenance.auto=false", "commit", "-qm", f"c{k}"], check=True)
+        subprocess.run([*git, "repack", "-q"], check=True)  # one more pack
+
+    def packs() -> int:
+        counts = subprocess.run(
+            [*git, "count-objects", "-v"], check=True, capture_output=True, text=True
+        ).stdout
+        return int(counts.split("packs: ", 1)[1].split()[0])
+
+    assert packs() >= 3
+    sweep(store, Config(), time.time())
+    assert packs() == 1

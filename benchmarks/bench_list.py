@@ -113,8 +113,8 @@ def body() -> None:
             json_out=True,
         )
         listing(
-            "task list --status done --json, warm (no CLI command completes a task yet: "
-            "scans and scores every task, shows none)",
+            "task list --status done --json, warm (every task here is pending: it scans "
+            "and scores them all, shows none)",
             [cli, "task", "list", "--status", "done", "--json"],
             repo,
             runs,

@@ -95,3 +95,30 @@ def test_rate_limits_are_recognized_by_code_and_by_output(tmp_path: Path) -> Non
     assert executor.rate_limited(by_code, (75,), ())
     success = _run(tmp_path, "echo 'rate limit handled fine'")
     assert not executor.rate_limited(success, cfg.rate_limit_exit_codes, cfg.rate_limit_patterns)
+
+
+def test_waiting_leaves_no_descriptor_behind(tmp_path: Path) -> None:
+    # The wait holds a pidfd per run (where the kernel has them); it must be closed each time,
+    # however the run ends.
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for _ in range(10):
+        _run(tmp_path, "exit 0")
+        _run(tmp_path, "sleep 60", timeout=0.05)
+    assert open_fds() == before
+
+
+def test_without_a_pidfd_the_wait_still_sees_exits_timeouts_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")  # an old kernel, say
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd, raising=False)
+    assert _run(tmp_path, "exit 4").code == 4
+    assert _run(tmp_path, "sleep 60", timeout=0.3).timed_out
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    assert _run(tmp_path, "sleep 60", stop=stop.is_set).stopped

@@ -327,7 +327,9 @@ class Agent:
             return self._fail(claimed, f"conflict markers left in {', '.join(left)}", worktree)
         if self._heart is not None and self._heart.lost:
             return self._fenced(claimed, worktree)
-        commit = results.commit(self.layout, self.cfg, worktree, task, self.options.agent)
+        commit = results.commit(
+            self.layout, self.cfg, worktree, task, self.options.agent, base=base
+        )
         self._head_kept = True  # committed (kept under refs/stigmergy/results) or unchanged
         if self._heart is not None:
             self._heart.beat(status="merging")

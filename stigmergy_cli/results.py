@@ -14,16 +14,25 @@ ATTEMPTS = "refs/stigmergy/attempts/"
 
 
 def save_leftovers(
-    layout: Layout, worktree: Path, label: str, tip: str | None, now: float
+    layout: Layout,
+    worktree: Path,
+    label: str,
+    tip: str | None,
+    now: float,
+    *,
+    clean: bool | None = None,
 ) -> str | None:
     """Keep whatever the worktree holds beyond the target (uncommitted changes or commits).
 
     Stored at refs/stigmergy/attempts/<label>/<time> so a reset never loses work; returns the
-    ref, or None when there was nothing to keep.
+    ref, or None when there was nothing to keep. `clean`: the caller just asked git whether
+    the worktree has changes.
     """
     head: str | None
-    if gitops.is_clean(worktree):
-        head = gitops.rev_parse(worktree, "HEAD")
+    if clean is None:
+        clean = gitops.is_clean(worktree)
+    if clean:
+        head = gitops.head_commit(worktree, layout.root)
         if head is None or head == tip:
             return None
         if tip is not None and gitops.is_ancestor(layout.root, head, tip):
@@ -74,7 +83,7 @@ def prepare_at(
         raise GitError(f"target branch {cfg.target!r} has no commit")
     clean = gitops.is_clean(worktree)
     if not (clean and head_kept):
-        save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now)
+        save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now, clean=clean)
     worktrees.reset(worktree, tip, untracked=not clean)
     conflict = merge.conflict_of(task)
     if conflict is not None:
@@ -91,18 +100,28 @@ def unresolved(worktree: Path, task: Task) -> list[str]:
     return worktrees.conflict_markers(worktree, files)
 
 
-def commit(layout: Layout, cfg: Config, worktree: Path, task: Task, agent: str) -> str | None:
+def commit(
+    layout: Layout,
+    cfg: Config,
+    worktree: Path,
+    task: Task,
+    agent: str,
+    *,
+    base: str | None = None,
+) -> str | None:
     """Commit everything in the worktree as the task's result; None when nothing changed.
 
     Commits the agent made itself count too: the result is HEAD whenever it is not already on
-    the target.
+    the target. `base`, when given, is the commit the worktree was reset to for this task.
     """
     message = merge.commit_message(task, agent)
     made = gitops.commit_all(worktree, message, gitops.identity(worktree), root=layout.root)
     if made is not None:
         return made
-    head = gitops.rev_parse(worktree, "HEAD")
-    tip = gitops.rev_parse(layout.root, f"refs/heads/{cfg.target}")
-    if head is None or (tip is not None and gitops.is_ancestor(layout.root, head, tip)):
+    head = gitops.head_commit(worktree, layout.root)
+    if head is None or head == base:
+        return None
+    tip = gitops.ref_commit(layout.root, f"refs/heads/{cfg.target}")
+    if tip is not None and (head == tip or gitops.is_ancestor(layout.root, head, tip)):
         return None
     return head

@@ -7,12 +7,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from stigmergy_cli import console
 from stigmergy_cli.environment import ROOT_ENV_VAR, Environment, open_environment
 from stigmergy_cli.store import Problem
+
+# The flag of every command that can answer programs instead of people.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
 
 
 @dataclass

@@ -11,7 +11,7 @@ import typer
 
 from stigmergy_cli import console, heartbeats, tasks
 from stigmergy_cli.cli import render
-from stigmergy_cli.cli._common import now, open_env
+from stigmergy_cli.cli._common import JsonFlag, now, open_env
 from stigmergy_cli.errors import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ app = typer.Typer(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Every agent with a heartbeat: alive, stale or gone, and what it is doing."""
     env = open_env(ctx)

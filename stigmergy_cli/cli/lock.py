@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from stigmergy_cli import console, defaults, heartbeats, locks
 from stigmergy_cli.cli import render
-from stigmergy_cli.cli._common import now, open_env
+from stigmergy_cli.cli._common import JsonFlag, now, open_env
 
 app = typer.Typer(help="Inspect claim locks.", no_args_is_help=True)
 
@@ -16,7 +16,7 @@ app = typer.Typer(help="Inspect claim locks.", no_args_is_help=True)
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Every claim: who holds it, since when, and whether the sweep would break it."""
     from stigmergy_cli.sweep import stale_reason

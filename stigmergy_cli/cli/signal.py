@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from stigmergy_cli import console, signals
-from stigmergy_cli.cli._common import now, open_env, whoami
+from stigmergy_cli.cli._common import JsonFlag, now, open_env, whoami
 from stigmergy_cli.errors import InvalidInput
 
 app = typer.Typer(
@@ -81,7 +81,7 @@ def list_(
     task: TaskOpt = None,
     agent: AgentOpt = None,
     role: RoleOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Signals still in the field, strongest first, with what is left of each now."""
     where = signals.parse_target(task, agent, role) if (task or agent or role) else None
@@ -109,7 +109,7 @@ def read(
     task: TaskOpt = None,
     agent: AgentOpt = None,
     role: RoleOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """The pressure on one task, agent or role now (a task's includes its own file's deposit)."""
     where = signals.parse_target(task, agent, role)

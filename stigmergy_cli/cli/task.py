@@ -11,14 +11,13 @@ import typer
 
 from stigmergy_cli import claims, console, events, pool, signals, tasks, yamlio
 from stigmergy_cli.cli import render
-from stigmergy_cli.cli._common import now, open_env, report_problems, whoami
+from stigmergy_cli.cli._common import JsonFlag, now, open_env, report_problems, whoami
 from stigmergy_cli.errors import Conflict, InvalidInput
 from stigmergy_cli.paths import STATES
 from stigmergy_cli.tasks import Task
 
 app = typer.Typer(help="Add, import, list and manage tasks.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
 TaskId = Annotated[str, typer.Argument(help="The task's id.", show_default=False)]
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 

@@ -7,7 +7,9 @@
    where the time goes (its agent's worktree already exists).
 2. Parallel efficiency: 20 `stigmergy agent run` processes, started and idle before any task
    exists, then one `task import` of 100 independent tasks whose executor sleeps 2 s and
-   writes one file. Makespan: from the import's start to the last "merged" event. Speed-up
+   writes one file. Makespan: from the import's start to the last merge, the later of the
+   last "merged" event (stamped as integration starts) and the last task's arrival in done/
+   (the merge's last step; the mtime of done/). Speed-up
    over one agent: 100 x (2 s + one agent's measured overhead per task) / makespan; that
    overhead comes from one agent process running 10 tasks of the same executor with a 0.2 s
    sleep. Every task must land exactly once: one "merged" event, one result commit on the
@@ -630,7 +632,7 @@ def parallel(n_agents: int, n_tasks: int, sleep: float, settle: float, base: int
         once, detail = landed_once(repo, batch)
         problems = trouble(repo, crowd, ids, batch.merged)
         crashed = len(crowd.crashed())
-    makespan = batch.makespan
+    makespan = max(batch.makespan, done_dir_mtime - start)
     ideal = n_tasks * sleep / n_agents
     sequential = n_tasks * (sleep + overhead)
     speedup = sequential / makespan

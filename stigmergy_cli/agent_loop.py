@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stigmergy_cli import (
-    claims,
+    backends,
     events,
     executor,
     gitops,
     merge,
     results,
-    sweep,
     templates,
     worktrees,
 )
-from stigmergy_cli.claims import Claimed, NothingClaimable
+from stigmergy_cli.backends import Work
+from stigmergy_cli.claims import NothingClaimable
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import StigmergyError
 from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
@@ -88,6 +88,8 @@ class Agent:
         self.clock = clock
         self.stop = threading.Event()
         self.summary = Summary()
+        self.backend = backends.for_environment(env, clock)
+        self._current: Work | None = None
         self._heart: Heartbeater | None = None
         self._next_sweep = 0.0
         self._backoff = 0.0
@@ -109,7 +111,12 @@ class Agent:
 
     def _should_stop(self) -> bool:
         """Stop the executor: asked to, or our heartbeat lapsed and the claim may be gone."""
-        return self.stop.is_set() or (self._heart is not None and self._heart.lost)
+        return self.stop.is_set() or self._lost()
+
+    def _lost(self) -> bool:
+        if self._heart is not None and self._heart.lost:
+            return True
+        return self._current is not None and self.backend.lost(self._current)
 
     def can_take(self, task: Task) -> bool:
         """Only tasks this agent can execute: its own command, or one the task brings."""
@@ -166,14 +173,12 @@ class Agent:
                 return
             self._backoff = 0.0
             try:
-                claimed = claims.claim_best(
-                    self.store,
-                    self.cfg,
+                claimed = self.backend.claim(
                     self.options.agent,
-                    role=self.options.role,
-                    now=self.clock(),
-                    can_take=self.can_take,
-                    wake_threshold=threshold or None,
+                    self.options.role,
+                    self.clock(),
+                    self.can_take,
+                    threshold or None,
                 )
             except NothingClaimable as exc:
                 if self.options.once:
@@ -207,27 +212,17 @@ class Agent:
         """Sleep, waking early on a stop; True if stopped."""
         return self.stop.wait(seconds)
 
-    def _pool_signature(self) -> tuple[int, ...]:
-        # A task added, released or finished renames a file in or out of one of these.
-        signature = []
-        for state in ("pending", "done"):
-            try:
-                signature.append(self.layout.state_dir(state).stat().st_mtime_ns)
-            except FileNotFoundError:
-                signature.append(0)
-        return tuple(signature)
-
     def _wait_for_change(self, idle_since: float) -> None:
         """Idle cheaply (two stat calls per poll) until the pool changes, a sweep is due, or
         --idle-exit runs out."""
-        before = self._pool_signature()
+        before = self.backend.signature()
         # Said once on going idle, not on every wake-up: idle agents wake on each task another
         # agent finishes, and the background beat keeps the lease meanwhile.
         if self._heart is not None and not self._watching:
             self._heart.beat(status="idle", task=None)
             self._watching = True
-        while not self.stop.wait(self.cfg.poll_interval):
-            if self._pool_signature() != before:
+        while not self.stop.wait(self.backend.poll_interval):
+            if self.backend.signature() != before:
                 return
             if self.cfg.sweep_interval and time.monotonic() >= self._next_sweep:
                 return
@@ -240,38 +235,46 @@ class Agent:
             return
         self._next_sweep = time.monotonic() + self.cfg.sweep_interval
         try:
-            report = sweep.sweep_if_idle(self.store, self.cfg, self.clock())
+            done = self.backend.sweep(self.clock())
         except StigmergyError as exc:
             self.say(f"sweep failed: {exc}")
             return
-        for action in report.actions if report else []:
-            self.say(f"swept {action.target}: {action.kind} ({action.reason})")
+        for line in done:
+            self.say(f"swept {line}")
 
     # -- one task --------------------------------------------------------------------------
 
-    def _work(self, claimed: Claimed) -> None:
-        task = claimed.record.task
+    def _work(self, claimed: Work) -> None:
+        task = claimed.task
         heart = self._heart
         assert heart is not None
         heart.reset()
         heart.beat(task=task.id, status="working")
         self.say(f"claimed {task.id}: {task.title}")
+        self._current = claimed
         try:
             outcome = self._attempt(claimed)
         except (StigmergyError, OSError) as exc:  # one task's trouble must not stop the agent
             outcome = self._fail(claimed, f"{type(exc).__name__}: {exc}")
         finally:
-            claimed.claim.close()
+            self._current = None
+            self.backend.close(claimed)
             heart.beat(task=None, status="idle", done=self.summary.done, failed=self.summary.failed)
         self.summary.outcomes.append(f"{task.id}: {outcome}")
 
-    def _attempt(self, claimed: Claimed) -> str:
-        task = claimed.record.task
+    def _attempt(self, claimed: Work) -> str:
+        task = claimed.task
         attempt = task.attempts + 1
         log_path = self.layout.task_log(task.id, attempt)
         started = self.clock()
         worktree, base = results.prepare_at(
-            self.layout, self.cfg, self.options.agent, task, started, head_kept=self._head_kept
+            self.layout,
+            self.cfg,
+            self.options.agent,
+            task,
+            started,
+            head_kept=self._head_kept,
+            target_ref=self.backend.target_ref(),
         )
         self._head_kept = False  # the executor is about to change it
         events.append(
@@ -288,13 +291,13 @@ class Agent:
         run = executor.run(
             command,
             cwd=worktree,
-            env=executor.environment(self._task_env(task, worktree, attempt)),
+            env=executor.environment(self._task_env(claimed, worktree, attempt)),
             log_path=log_path,
             timeout=timeout,
             stop=self._should_stop,
             on_line=self.on_output,
         )
-        if self._heart is not None and self._heart.lost:
+        if self._lost():
             return self._fenced(claimed, worktree)
         if run.stopped:
             return self._give_back(claimed, "interrupted")
@@ -311,7 +314,7 @@ class Agent:
             check = executor.run(
                 task.verify,
                 cwd=worktree,
-                env=executor.environment(self._task_env(task, worktree, attempt)),
+                env=executor.environment(self._task_env(claimed, worktree, attempt)),
                 log_path=log_path,
                 timeout=timeout,
                 stop=self._should_stop,
@@ -325,25 +328,27 @@ class Agent:
         left = results.unresolved(worktree, task)
         if left:
             return self._fail(claimed, f"conflict markers left in {', '.join(left)}", worktree)
-        if self._heart is not None and self._heart.lost:
+        if self._lost():
             return self._fenced(claimed, worktree)
         commit = results.commit(
-            self.layout, self.cfg, worktree, task, self.options.agent, base=base
+            self.layout,
+            self.cfg,
+            worktree,
+            task,
+            self.options.agent,
+            base=base,
+            target_ref=self.backend.target_ref(),
         )
         self._head_kept = True  # committed (kept under refs/stigmergy/results) or unchanged
         if self._heart is not None:
             self._heart.beat(status="merging")
-        outcome = merge.integrate(
-            self.store,
-            self.cfg,
-            task_id=task.id,
-            agent=self.options.agent,
-            token=claimed.token,
-            result=commit,
-            now=self.clock(),
-            log=str(log_path.relative_to(self.layout.env)),
-            base=base,
-            dependants=claimed.dependants,
+        outcome = self.backend.land(
+            claimed,
+            self.options.agent,
+            commit,
+            base,
+            str(log_path.relative_to(self.layout.env)),
+            self.clock(),
         )
         return self._record(task, outcome)
 
@@ -366,7 +371,8 @@ class Agent:
             self.say(f"{task.id}: merged ({what})")
         return outcome.kind
 
-    def _task_env(self, task: Task, worktree: Path, attempt: int) -> dict[str, str]:
+    def _task_env(self, claimed: Work, worktree: Path, attempt: int) -> dict[str, str]:
+        task = claimed.task
         verify_note = f"When you finish, this must pass: {task.verify}" if task.verify else ""
         prompt = templates.render(
             "prompt.md",
@@ -381,7 +387,7 @@ class Agent:
         )
         return {
             "STIGMERGY_TASK_ID": task.id,
-            "STIGMERGY_TASK_FILE": str(self.layout.task_file("active", task.id)),
+            "STIGMERGY_TASK_FILE": str(self.backend.task_file(claimed)),
             "STIGMERGY_TASK_TITLE": task.title,
             "STIGMERGY_PROMPT": prompt,
             "STIGMERGY_AGENT": self.options.agent,
@@ -390,26 +396,17 @@ class Agent:
             "STIGMERGY_ATTEMPT": str(attempt),
         }
 
-    def _give_back(self, claimed: Claimed, why: str) -> str:
-        task = claimed.record.task
+    def _give_back(self, claimed: Work, why: str) -> str:
+        task = claimed.task
         self.say(f"{task.id}: given back ({why})")
         self.summary.given_back += 1
-        claims.release(
-            self.store,
-            self.cfg,
-            self.options.agent,
-            task.id,
-            token=claimed.token,
-            now=self.clock(),
-            skip=False,
-            reason=why,
-        )
+        self.backend.give_back(claimed, self.options.agent, why, self.clock())
         return "given back"
 
-    def _fail(self, claimed: Claimed, why: str, worktree: Path | None = None) -> str:
-        task = claimed.record.task
+    def _fail(self, claimed: Work, why: str, worktree: Path | None = None) -> str:
+        task = claimed.task
         if worktree is not None:
-            tip = gitops.rev_parse(self.layout.root, f"refs/heads/{self.cfg.target}")
+            tip = gitops.rev_parse(self.layout.root, self.backend.target_ref())
             label = f"{task.id}/{task.attempts + 1}"
             kept = results.save_leftovers(self.layout, worktree, label, tip, self.clock())
             self._head_kept = True
@@ -418,26 +415,18 @@ class Agent:
         self.say(f"{task.id}: failed ({why})")
         self.summary.failed += 1
         try:
-            claims.fail(
-                self.store,
-                self.cfg,
-                self.options.agent,
-                task.id,
-                token=claimed.token,
-                reason=why,
-                now=self.clock(),
-            )
+            self.backend.fail(claimed, self.options.agent, why, self.clock())
         except NotOwner:
             self.summary.fenced += 1
         except StigmergyError as exc:  # the task vanished or broke: report it, keep working
             self.say(f"{task.id}: could not record the failure: {exc}")
         return "failed"
 
-    def _fenced(self, claimed: Claimed, worktree: Path) -> str:
+    def _fenced(self, claimed: Work, worktree: Path) -> str:
         """Our heartbeat lapsed: the task may be someone else's now. Keep the work; change
         nothing else."""
-        task = claimed.record.task
-        tip = gitops.rev_parse(self.layout.root, f"refs/heads/{self.cfg.target}")
+        task = claimed.task
+        tip = gitops.rev_parse(self.layout.root, self.backend.target_ref())
         kept = results.save_leftovers(
             self.layout, worktree, f"{task.id}/lost-{task.attempts + 1}", tip, self.clock()
         )

@@ -41,6 +41,10 @@ class Claimed:
     def token(self) -> str:
         return self.claim.owner.token
 
+    @property
+    def task(self) -> Task:
+        return self.record.task
+
 
 ANY_ROLE = "*"  # an agent that takes every task, whatever its role (API schedulers)
 

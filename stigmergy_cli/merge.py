@@ -267,6 +267,16 @@ def _conflict_task(store: TaskStore, cfg: Config, task: Task, outcome: Outcome, 
     conflict_id = conflict_task_id(task.id)
     if store.locate(conflict_id) is not None:
         return conflict_id
+    conflict = tasks.new_task(conflict_doc(task, outcome, cfg), now=now, created_by="stigmergy")
+    try:
+        store.add(conflict, now)
+    except Conflict:  # made by someone else a moment ago
+        pass
+    return conflict_id
+
+
+def conflict_doc(task: Task, outcome: Outcome, cfg: Config) -> dict[str, Any]:
+    """The fields of the task that resolves `task`'s conflicting `outcome`."""
     files = (
         "\n".join(f"- {name}" for name in outcome.files) or "- (git listed no file; see the merge)"
     )
@@ -278,8 +288,8 @@ def _conflict_task(store: TaskStore, cfg: Config, task: Task, outcome: Outcome, 
     )
     if task.description:
         description += f"\nThe original task:\n{task.description}\n"
-    doc = {
-        "id": conflict_id,
+    return {
+        "id": conflict_task_id(task.id),
         "title": f"Resolve merge conflict: {task.title}"[: tasks.MAX_TITLE],
         "description": description,
         "type": CONFLICT_TYPE,
@@ -294,12 +304,6 @@ def _conflict_task(store: TaskStore, cfg: Config, task: Task, outcome: Outcome, 
             "files": list(outcome.files),
         },
     }
-    conflict = tasks.new_task(doc, now=now, created_by="stigmergy")
-    try:
-        store.add(conflict, now)
-    except Conflict:  # made by someone else a moment ago
-        pass
-    return conflict_id
 
 
 def conflict_of(task: Task) -> dict[str, Any] | None:

@@ -69,16 +69,24 @@ def prepare(
 
 
 def prepare_at(
-    layout: Layout, cfg: Config, agent: str, task: Task, now: float, *, head_kept: bool = False
+    layout: Layout,
+    cfg: Config,
+    agent: str,
+    task: Task,
+    now: float,
+    *,
+    head_kept: bool = False,
+    target_ref: str | None = None,
 ) -> tuple[Path, str]:
     """The agent's worktree at the target's tip, and that tip, ready for `task` (a merge in
     progress for a conflict task), after keeping anything the previous task left behind.
 
     `head_kept`: the caller knows the worktree's HEAD is already kept (it committed its last
-    result, or saved its leftovers), so a clean worktree needs no further look.
+    result, or saved its leftovers), so a clean worktree needs no further look. `target_ref`:
+    where the target's tip is read (default: the local target branch).
     """
     worktree = worktrees.ensure(layout, agent, cfg.target)
-    tip = gitops.ref_commit(layout.root, f"refs/heads/{cfg.target}")
+    tip = gitops.ref_commit(layout.root, target_ref or f"refs/heads/{cfg.target}")
     if tip is None:
         raise GitError(f"target branch {cfg.target!r} has no commit")
     clean = gitops.is_clean(worktree)
@@ -108,6 +116,7 @@ def commit(
     agent: str,
     *,
     base: str | None = None,
+    target_ref: str | None = None,
 ) -> str | None:
     """Commit everything in the worktree as the task's result; None when nothing changed.
 
@@ -121,7 +130,7 @@ def commit(
     head = gitops.head_commit(worktree, layout.root)
     if head is None or head == base:
         return None
-    tip = gitops.ref_commit(layout.root, f"refs/heads/{cfg.target}")
+    tip = gitops.ref_commit(layout.root, target_ref or f"refs/heads/{cfg.target}")
     if tip is not None and (head == tip or gitops.is_ancestor(layout.root, head, tip)):
         return None
     return head

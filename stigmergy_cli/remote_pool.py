@@ -1,0 +1,635 @@
+"""The task pool of the git backend: tasks and claims as refs on a shared remote.
+
+A task is `refs/stigmergy/tasks/<id>`: a commit (empty tree) whose subject names its state
+and whose body is the task as JSON; each change is a child commit, so the ref's history is
+the task's. A claim is `refs/stigmergy/claims/<id>`: a commit whose body is the owner record.
+Every change is one atomic push in which every contended ref names the value it replaces:
+
+- claim: the task pending → active and the claim created (must not exist);
+- renew (the heartbeat): the claim moved to a child commit;
+- give back, fail: the task back to pending (or failed) and the claim deleted;
+- land: the target moved, the task done and the claim deleted (see `land`);
+- sweep: a claim unchanged for a lease *on the sweeper's clock* deleted, its task requeued.
+
+An owner whose claim was broken can change nothing: each of its pushes names a claim commit
+the server no longer has. docs/distributed.md gives the guarantees and failure modes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stigmergy_cli import atomic, claims, events, gitops, merge, pool, tasks
+from stigmergy_cli.config import Config
+from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
+from stigmergy_cli.locks import NotOwner
+from stigmergy_cli.paths import Layout
+from stigmergy_cli.remote import (
+    CLAIMS,
+    MUST_NOT_EXIST,
+    RESULTS,
+    SALVAGE,
+    TASKS,
+    Remote,
+    RemoteUnreachable,
+    Update,
+)
+from stigmergy_cli.store import TaskRecord
+from stigmergy_cli.tasks import Task
+
+_SUBJECT = "stigmergy task "
+_LAND_RETRIES = 12  # the target moved under us: merge again onto its new tip
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 2.0
+
+
+class NothingClaimable(claims.NothingClaimable):
+    """No task on the remote is available to this agent right now."""
+
+
+@dataclass(frozen=True)
+class RemoteClaim:
+    """A claim ref as last fetched: its commit, and the owner record it carries."""
+
+    task_id: str
+    commit: str
+    owner: dict[str, Any]
+
+    @property
+    def token(self) -> str:
+        return str(self.owner.get("token", ""))
+
+    @property
+    def agent(self) -> str:
+        return str(self.owner.get("agent", "?"))
+
+
+@dataclass
+class Held:
+    """A task this agent claimed on the remote: the commits its next pushes must name."""
+
+    task: Task
+    task_commit: str
+    claim_commit: str
+    token: str
+    owner: dict[str, Any]
+    lost: bool = False
+    dependants: tuple[str, ...] | None = None
+
+
+@dataclass
+class SweepAction:
+    kind: str  # reclaimed | failed | noted
+    task: str
+    reason: str
+    agent: str | None = None
+
+
+@dataclass
+class RemoteSweep:
+    actions: list[SweepAction] = field(default_factory=list)
+    watching: int = 0  # claims seen, not yet stale
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": "git",
+            "watching": self.watching,
+            "actions": [a.__dict__ for a in self.actions],
+        }
+
+
+def _backoff(attempt: int) -> float:
+    """Capped exponential backoff with jitter: machines that collided do not collide again."""
+    capped: float = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt)
+    return capped * random.uniform(0.5, 1.5)  # noqa: S311
+
+
+class RemotePool:
+    """The pool on the remote named in the config, seen through a local cache of its refs."""
+
+    def __init__(self, layout: Layout, cfg: Config) -> None:
+        if not cfg.remote:
+            raise StigmergyError("the git backend needs `remote` in config.yaml")
+        self.layout = layout
+        self.cfg = cfg
+        self.remote = Remote(layout.root, cfg.remote, cfg.target)
+        self._empty_tree: str | None = None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def _fetch_stamp(self) -> Path:
+        return self.layout.cache / f"remote-{self.remote.name}.fetched"
+
+    def refresh(self, max_age: float | None = None) -> None:
+        """Fetch the remote's refs unless the cache is younger than `max_age` seconds."""
+        if max_age is not None:
+            with contextlib.suppress(OSError):
+                if time.time() - self._fetch_stamp.stat().st_mtime < max_age:
+                    return
+        self.remote.fetch()
+        with contextlib.suppress(OSError):
+            self.layout.cache.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes(self._fetch_stamp, b"", durable=False)
+
+    def _refs(self, kind: str) -> Iterable[tuple[str, str, str, str]]:
+        """(name, commit, subject, body) of each cached ref under `kind` (tasks, claims)."""
+        prefix = f"{self.remote.cache}{kind}/"
+        out = gitops.run(
+            [
+                "for-each-ref",
+                "--format=%(refname)%00%(objectname)%00%(contents:subject)%00%(contents:body)%00",
+                prefix,
+            ],
+            self.layout.root,
+        ).stdout
+        parts = out.split("\0")
+        for k in range(0, len(parts) - 4, 4):
+            name = parts[k].lstrip("\n").removeprefix(prefix)
+            yield name, parts[k + 1], parts[k + 2], parts[k + 3]
+
+    def records(self) -> tuple[dict[str, tuple[TaskRecord, str]], list[str]]:
+        """Every cached task as (record, commit), and the refs that could not be read."""
+        found: dict[str, tuple[TaskRecord, str]] = {}
+        problems = []
+        for name, commit, subject, body in self._refs("tasks"):
+            try:
+                task, state = _parse_task(name, subject, body)
+            except (InvalidInput, ValueError) as exc:
+                problems.append(f"{TASKS}{name}: {exc}")
+                continue
+            found[name] = (TaskRecord(task, state, self.layout), commit)
+        return found, problems
+
+    def claims(self) -> dict[str, RemoteClaim]:
+        found = {}
+        for name, commit, _, body in self._refs("claims"):
+            try:
+                owner = json.loads(body)
+            except ValueError:
+                owner = {}
+            found[name] = RemoteClaim(name, commit, owner if isinstance(owner, dict) else {})
+        return found
+
+    def get(self, task_id: str) -> tuple[TaskRecord, str]:
+        found, _ = self.records()
+        if task_id not in found:
+            raise TaskNotFound(f"no task {task_id!r} on remote {self.remote.name!r}")
+        return found[task_id]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _tree(self) -> str:
+        if self._empty_tree is None:
+            self._empty_tree = gitops.run(
+                ["hash-object", "-w", "-t", "tree", "--stdin"], self.layout.root, stdin=""
+            ).stdout.strip()
+        return self._empty_tree
+
+    def _commit(self, message: str, parent: str | None) -> str:
+        root = self.layout.root
+        return gitops.commit_tree(
+            root, self._tree(), [parent] if parent else [], message, gitops.identity(root)
+        )
+
+    def _task_commit(self, task: Task, state: str, parent: str | None) -> str:
+        body = json.dumps(task.to_dict(), sort_keys=True, separators=(",", ":"))
+        return self._commit(f"{_SUBJECT}{task.id}: {state}\n\n{body}\n", parent)
+
+    def add(self, task: Task) -> TaskRecord:
+        """Publish a new task (refused if the id exists, or a dependency does not)."""
+        self.refresh()
+        found, _ = self.records()
+        missing = [dep for dep in task.depends_on if dep not in found]
+        if missing:
+            raise InvalidInput(f"unknown dependency {missing[0]!r}")
+        if task.id in task.depends_on:
+            raise InvalidInput(f"task {task.id!r} cannot depend on itself")
+        commit = self._task_commit(task, "pending", None)
+        if not self.remote.push([Update(TASKS + task.id, commit, MUST_NOT_EXIST)]).ok:
+            raise Conflict(f"task {task.id!r} already exists on remote {self.remote.name!r}")
+        self._note(TASKS + task.id, commit)
+        return TaskRecord(task, "pending", self.layout)
+
+    def _note(self, ref: str, commit: str | None) -> None:
+        """Record a push we know succeeded in the cache, without another fetch."""
+        cached = self.remote.cache_ref(ref)
+        if commit is None:
+            gitops.delete_ref(self.layout.root, cached)
+        else:
+            gitops.update_ref(self.layout.root, cached, commit, reason="stigmergy push")
+
+    # -- claiming --------------------------------------------------------------------------
+
+    def _owner(self, agent: str, attempt: int, now: float) -> dict[str, Any]:
+        return {
+            "agent": agent,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "token": f"{attempt}.{os.urandom(6).hex()}",
+            "claimed_at": now,
+            "renewed_at": now,
+            "lease": self.cfg.lease,
+        }
+
+    def _claim_commit(self, task_id: str, owner: dict[str, Any], parent: str | None) -> str:
+        body = json.dumps(owner, sort_keys=True)
+        return self._commit(f"stigmergy claim {task_id}\n\n{body}\n", parent)
+
+    def claim_best(
+        self,
+        agent: str,
+        *,
+        role: str | None,
+        now: float,
+        can_take: Callable[[Task], bool] = lambda _task: True,
+        wake_threshold: float | None = None,
+        refresh: bool = True,
+    ) -> Held:
+        """Claim the best ready task for `agent`; NothingClaimable if there is none."""
+        if refresh:
+            self.refresh()
+        found, _ = self.records()
+        taken = self.claims()
+        entries = pool.build([r for r, _ in found.values()], now, self.cfg.pressure)
+        # Best score first, then oldest; among equals each agent has its own order, so agents
+        # racing for an imported batch spread out instead of all pushing for the same task.
+        entries.sort(
+            key=lambda e: (
+                -e.score,
+                e.record.task.created_at or 0.0,
+                zlib.crc32(f"{agent}/{e.record.task.id}".encode()),
+            )
+        )
+        candidates = [
+            e
+            for e in entries
+            if e.ready
+            and e.record.task.id not in taken
+            and claims.eligible(e.record.task, role)
+            and can_take(e.record.task)
+        ]
+        if wake_threshold is not None and candidates and candidates[0].score < wake_threshold:
+            raise NothingClaimable(
+                f"best task scores {candidates[0].score:.2f}, below the wake threshold"
+            )
+        for entry in candidates:
+            task = entry.record.task
+            held = self._take(task, found[task.id][1], agent, now)
+            if held is not None:
+                held.dependants = tuple(
+                    r.task.id
+                    for r, _ in found.values()
+                    if r.state == "pending" and task.id in r.task.depends_on
+                )
+                events.append(
+                    self.layout.events,
+                    events.CLAIMED,
+                    now,
+                    task=task.id,
+                    agent=agent,
+                    token=held.token,
+                    remote=self.remote.name,
+                )
+                return held
+        raise NothingClaimable(
+            "no task is ready on the remote" if not candidates else "every ready task was taken"
+        )
+
+    def claim_named(self, task_id: str, agent: str, now: float) -> Held:
+        """Claim one task by id (refused unless it is pending, ready and unclaimed)."""
+        self.refresh()
+        record, commit = self.get(task_id)
+        if record.state != "pending":
+            raise Conflict(f"task {task_id!r} is {record.state}, not pending")
+        held = self._take(record.task, commit, agent, now)
+        if held is None:
+            raise Conflict(f"task {task_id!r} was claimed by someone else")
+        return held
+
+    def _take(self, task: Task, task_commit: str, agent: str, now: float) -> Held | None:
+        owner = self._owner(agent, task.attempts + 1, now)
+        claim = self._claim_commit(task.id, owner, None)
+        active = task.evolve(updated_at=now)
+        moved = self._task_commit(active, "active", task_commit)
+        result = self.remote.push(
+            [
+                Update(TASKS + task.id, moved, task_commit),
+                Update(CLAIMS + task.id, claim, MUST_NOT_EXIST),
+            ]
+        )
+        if not result.ok:
+            return None
+        self._note(TASKS + task.id, moved)
+        self._note(CLAIMS + task.id, claim)
+        return Held(active, moved, claim, owner["token"], owner)
+
+    def renew(self, held: Held, now: float) -> bool:
+        """Push a new claim commit on top of ours: False (and `lost`) if the claim was broken."""
+        owner = dict(held.owner, renewed_at=now)
+        commit = self._claim_commit(held.task.id, owner, held.claim_commit)
+        if not self.remote.push([Update(CLAIMS + held.task.id, commit, held.claim_commit)]).ok:
+            held.lost = True
+            return False
+        held.claim_commit = commit
+        held.owner = owner
+        return True
+
+    # -- giving back -----------------------------------------------------------------------
+
+    def _settle(self, held: Held, task: Task, state: str, extra: list[Update]) -> None:
+        """Move our task to `state` and drop our claim in one push; Conflict if not ours."""
+        commit = self._task_commit(task, state, held.task_commit)
+        result = self.remote.push(
+            [
+                Update(TASKS + task.id, commit, held.task_commit),
+                Update(CLAIMS + task.id, None, held.claim_commit),
+                *extra,
+            ]
+        )
+        if not result.ok:
+            held.lost = True
+            raise NotOwner(f"the claim on {task.id!r} is no longer ours")
+        self._note(TASKS + task.id, commit)
+        self._note(CLAIMS + task.id, None)
+
+    def give_back(self, held: Held, agent: str, why: str, now: float, *, skip: bool) -> None:
+        task = held.task
+        if skip:
+            task = task.evolve(skip_count=task.skip_count + 1)
+        self._settle(held, task.evolve(updated_at=now), "pending", [])
+        events.append(
+            self.layout.events, events.RELEASED, now, task=task.id, agent=agent, reason=why
+        )
+
+    def fail(self, held: Held, agent: str, why: str, now: float) -> str:
+        """Count a failed attempt: back to pending, or failed after max_attempts."""
+        task, state = _after_failure(held.task, self.cfg, now, why)
+        self._settle(held, task, state, [])
+        events.append(self.layout.events, events.FAILED, now, task=task.id, agent=agent, reason=why)
+        return state
+
+    # -- landing ---------------------------------------------------------------------------
+
+    def land(
+        self,
+        held: Held,
+        agent: str,
+        result: str | None,
+        base: str | None,
+        now: float,
+        log: str | None = None,
+    ) -> merge.Outcome:
+        """Merge `result` into the remote target and finish the task, in one atomic push.
+
+        The push moves the target (expected: the tip we merged onto), marks the task done
+        (expected: its active commit) and deletes our claim (expected: our last claim commit),
+        so a broken claim lands nothing. If only the target moved, fetch and merge again.
+        """
+        task = held.task
+        for attempt in range(_LAND_RETRIES):
+            tip = self._fetch_target()
+            outcome = self._merge_onto(tip, task, result, base)
+            updates = [] if result is None else [Update(RESULTS + task.id, result, None)]
+            if outcome.kind == "merged" and outcome.merge_commit != tip:
+                updates.append(Update(f"refs/heads/{self.cfg.target}", outcome.merge_commit, tip))
+            if outcome.kind == "conflict":
+                conflict_id = merge.conflict_task_id(task.id)
+                outcome = merge.Outcome(
+                    "conflict", task.id, result, conflict_task=conflict_id, files=outcome.files
+                )
+                conflict = _conflict_task(task, outcome, self.cfg, now)
+                if conflict_id not in self.records()[0]:  # else made by an earlier attempt
+                    updates.append(
+                        Update(
+                            TASKS + conflict_id,
+                            self._task_commit(conflict, "pending", None),
+                            MUST_NOT_EXIST,
+                        )
+                    )
+            done = task.evolve(updated_at=now, result=_result_doc(outcome, agent, now, log))
+            try:
+                self._settle(held, done, "done", updates)
+            except NotOwner:
+                self.refresh()
+                claims_now = self.claims()
+                mine = claims_now.get(task.id)
+                if mine is None or mine.commit != held.claim_commit:
+                    return self._salvage(held, agent, result, now)
+                held.lost = False
+                time.sleep(_backoff(attempt))  # the target moved: merge again
+                continue
+            events.append(
+                self.layout.events,
+                events.CONFLICT if outcome.kind == "conflict" else events.MERGED,
+                now,
+                task=task.id,
+                agent=agent,
+                outcome=outcome.kind,
+                commit=outcome.merge_commit or result,
+                conflict_task=outcome.conflict_task,
+                remote=self.remote.name,
+            )
+            if outcome.merge_commit is not None:
+                self._note_target(outcome.merge_commit)
+            return outcome
+        raise StigmergyError(
+            f"target {self.cfg.target!r} on remote {self.remote.name!r} kept moving; "
+            f"gave up landing {task.id!r} (its result is kept at {RESULTS}{task.id})"
+        )
+
+    def _fetch_target(self) -> str:
+        specs = [f"+refs/heads/{self.cfg.target}:{self.remote.cached_target}"]
+        proc = gitops.run(
+            ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.remote.name, *specs],
+            self.layout.root,
+            check=False,
+            timeout=30,
+        )
+        if proc.returncode != 0:
+            raise RemoteUnreachable(
+                f"cannot fetch {self.cfg.target!r} from remote {self.remote.name!r}"
+            )
+        tip = gitops.ref_commit(self.layout.root, self.remote.cached_target)
+        if tip is None:
+            raise StigmergyError(f"remote {self.remote.name!r} has no branch {self.cfg.target!r}")
+        return tip
+
+    def _note_target(self, commit: str) -> None:
+        gitops.update_ref(self.layout.root, self.remote.cached_target, commit, reason="push")
+
+    def target_tip(self) -> str | None:
+        return gitops.ref_commit(self.layout.root, self.remote.cached_target)
+
+    def _merge_onto(
+        self, tip: str, task: Task, result: str | None, base: str | None
+    ) -> merge.Outcome:
+        root = self.layout.root
+        if result is None:
+            return merge.Outcome("unchanged", task.id, None, merge_commit=tip)
+        if base != tip:
+            base = gitops.merge_base(root, tip, result)
+        if base == result:
+            return merge.Outcome("unchanged", task.id, result, merge_commit=tip)
+        if base == tip:
+            return merge.Outcome("merged", task.id, result, merge_commit=result)
+        merged = gitops.merge_tree(root, tip, result)
+        if not merged.clean:
+            return merge.Outcome("conflict", task.id, result, files=merged.conflicts)
+        message = f"Merge {task.id}: {task.title}\n"
+        new = gitops.commit_tree(root, merged.tree, [tip, result], message, gitops.identity(root))
+        return merge.Outcome("merged", task.id, result, merge_commit=new)
+
+    def _salvage(self, held: Held, agent: str, result: str | None, now: float) -> merge.Outcome:
+        """Our claim was broken: keep the work under a salvage ref (here and on the remote)."""
+        task_id = held.task.id
+        ref = f"{SALVAGE}{task_id}/{held.token}"
+        detail = "claim lost before merging"
+        if result is not None:
+            gitops.update_ref(self.layout.root, ref, result, reason="stigmergy salvage")
+            with contextlib.suppress(StigmergyError):
+                self.remote.push([Update(ref, result, None)])
+            detail += f"; work kept at {ref}"
+        events.append(
+            self.layout.events,
+            events.FAILED,
+            now,
+            task=task_id,
+            agent=agent,
+            reason=detail,
+            salvage=ref,
+        )
+        held.lost = True
+        return merge.Outcome("fenced", task_id, result, detail=detail)
+
+    # -- the sweep -------------------------------------------------------------------------
+
+    @property
+    def _seen_path(self) -> Path:
+        return self.layout.cache / f"remote-{self.remote.name}.claims.json"
+
+    def sweep(self, now: float, *, dry_run: bool = False) -> RemoteSweep:
+        """Break claims that have not changed for a lease, as this machine's clock saw them.
+
+        Only this sweeper's own observations count: when it first saw each claim commit.
+        A holder's clock, or another machine's, cannot make a live claim look stale.
+        """
+        self.refresh()
+        found, _ = self.records()
+        current = self.claims()
+        seen = self._load_seen()
+        report = RemoteSweep()
+        for task_id, claim in sorted(current.items()):
+            first = seen.get(task_id)
+            if first is None or first[0] != claim.commit:
+                seen[task_id] = (claim.commit, now)
+                report.watching += 1
+                continue
+            lease = _as_float(claim.owner.get("lease"), self.cfg.lease)
+            if now - first[1] <= lease:
+                report.watching += 1
+                continue
+            why = f"claim unchanged for {now - first[1]:.0f}s (lease {lease:g}s)"
+            if dry_run:
+                report.actions.append(SweepAction("reclaimed", task_id, why, claim.agent))
+                continue
+            action = self._break(task_id, claim, found.get(task_id), why, now)
+            if action is not None:
+                report.actions.append(action)
+                seen.pop(task_id, None)
+        for gone in set(seen) - set(current):
+            seen.pop(gone)
+        if not dry_run:
+            self._save_seen(seen)
+        return report
+
+    def _break(
+        self,
+        task_id: str,
+        claim: RemoteClaim,
+        found: tuple[TaskRecord, str] | None,
+        why: str,
+        now: float,
+    ) -> SweepAction | None:
+        updates = [Update(CLAIMS + task_id, None, claim.commit)]
+        kind = "reclaimed"
+        if found is not None and found[0].state == "active":
+            task, state = _after_failure(found[0].task, self.cfg, now, why)
+            kind = "reclaimed" if state == "pending" else "failed"
+            updates.append(
+                Update(TASKS + task_id, self._task_commit(task, state, found[1]), found[1])
+            )
+        if not self.remote.push(updates).ok:
+            return None  # renewed, landed or broken by someone else meanwhile
+        events.append(
+            self.layout.events, events.SWEPT, now, task=task_id, agent=claim.agent, reason=why
+        )
+        return SweepAction(kind, task_id, why, claim.agent)
+
+    def _load_seen(self) -> dict[str, tuple[str, float]]:
+        try:
+            doc = json.loads(self._seen_path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        seen = {}
+        if isinstance(doc, dict):
+            for key, value in doc.items():
+                if (
+                    isinstance(value, list)
+                    and len(value) == 2
+                    and isinstance(value[0], str)
+                    and isinstance(value[1], (int, float))
+                ):
+                    seen[key] = (value[0], float(value[1]))
+        return seen
+
+    def _save_seen(self, seen: dict[str, tuple[str, float]]) -> None:
+        self.layout.cache.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(self._seen_path, {k: list(v) for k, v in seen.items()}, durable=False)
+
+
+def _as_float(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and value > 0 else default
+
+
+def _parse_task(name: str, subject: str, body: str) -> tuple[Task, str]:
+    if not subject.startswith(f"{_SUBJECT}{name}: "):
+        raise ValueError("not a task commit")
+    state = subject.rpartition(": ")[2].strip()
+    if state not in ("pending", "active", "done", "failed", "cancelled"):
+        raise ValueError(f"unknown state {state!r}")
+    return tasks.task_from_dict(json.loads(body), expected_id=name), state
+
+
+def _after_failure(task: Task, cfg: Config, now: float, why: str) -> tuple[Task, str]:
+    result = {"outcome": "failed", "reason": why, "finished_at": now}
+    return claims.requeue_after_failure(task, cfg, now, result)
+
+
+def _result_doc(outcome: merge.Outcome, agent: str, now: float, log: str | None) -> dict[str, Any]:
+    doc = {
+        "outcome": outcome.kind,
+        "agent": agent,
+        "commit": outcome.result,
+        "merge_commit": outcome.merge_commit,
+        "merged": outcome.merged,
+        "conflict_task": outcome.conflict_task,
+        "finished_at": now,
+        "log": log,
+    }
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _conflict_task(task: Task, outcome: merge.Outcome, cfg: Config, now: float) -> Task:
+    doc = merge.conflict_doc(task, outcome, cfg)
+    return tasks.new_task(doc, now=now, created_by="stigmergy")

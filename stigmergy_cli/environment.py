@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stigmergy_cli import atomic, config, gitops, templates, yamlio
 from stigmergy_cli.config import Config
-from stigmergy_cli.errors import ConfigError, Conflict, InvalidInput, NotInitialized
+from stigmergy_cli.errors import Conflict, InvalidInput, NotInitialized
 from stigmergy_cli.paths import STATES, Layout, template_dir
 from stigmergy_cli.store import TaskStore
 
@@ -58,10 +58,6 @@ def open_environment(
     if not layout.env.is_dir():
         raise NotInitialized(f"{layout.root} has no .stigmergy/ yet; run `stigmergy init` there")
     cfg = config.load(layout.config, environ, cache=layout.config_cache, now=now)
-    if cfg.backend != "local":
-        raise ConfigError(
-            f"{layout.config}: backend {cfg.backend!r} is not supported by this version"
-        )
     with contextlib.suppress(OSError):  # a read-only checkout can still be listed
         _ensure_runtime(layout)
     return Environment(layout, cfg)
@@ -85,6 +81,7 @@ def _ensure_runtime(layout: Layout) -> list[Path]:
 class InitReport:
     root: Path
     target: str
+    remote: str | None = None
     created: list[str] = field(default_factory=list)
 
     @property
@@ -92,8 +89,14 @@ class InitReport:
         return bool(self.created)
 
 
-def initialize(cwd: Path, target: str | None, environ: Mapping[str, str]) -> InitReport:
-    """Create .stigmergy/ in the repository at `cwd`; idempotent, never overwrites a config."""
+def initialize(
+    cwd: Path, target: str | None, environ: Mapping[str, str], remote: str | None = None
+) -> InitReport:
+    """Create .stigmergy/ in the repository at `cwd`; idempotent, never overwrites a config.
+
+    With `remote`, agents coordinate through that git remote (the git backend); it is checked
+    first (reachable, has the target, takes custom refs and atomic pushes).
+    """
     root = gitops.find_repo_root(cwd)
     layout = Layout(root)
     if layout.config.exists():
@@ -103,19 +106,29 @@ def initialize(cwd: Path, target: str | None, environ: Mapping[str, str]) -> Ini
                 f"already initialized with target {existing.target!r}; "
                 f"edit {layout.config} to change it"
             )
+        if remote is not None and remote != existing.remote:
+            raise Conflict(
+                f"already initialized with backend {existing.backend!r}"
+                + (f" (remote {existing.remote!r})" if existing.remote else "")
+                + f"; edit {layout.config} to change it"
+            )
         chosen = existing.target
+        remote = existing.remote if existing.backend == "git" else None
     else:
         chosen = target or gitops.current_branch(root) or "main"
         _check_target(root, chosen)
-    report = InitReport(root, chosen)
+    if remote is not None:
+        from stigmergy_cli import remote_setup  # network checks, only for the git backend
+
+        remote_setup.check(root, remote, chosen)
+    report = InitReport(root, chosen, remote)
     for directory in (layout.env, layout.tasks, layout.corrupt):
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
             report.created.append(f"{directory.relative_to(root)}/")
     report.created += [f"{d.relative_to(root)}/" for d in _ensure_runtime(layout)]
-    rendered = templates.render(
-        "config.yaml", {"target": chosen, "backend": "local", "remote": "null"}
-    )
+    backend = {"backend": "git", "remote": remote} if remote else {"backend": "local"}
+    rendered = templates.render("config.yaml", {"target": chosen, "remote": "null", **backend})
     config.parse(yamlio.load(rendered), "config template")  # never write a config we reject
     if atomic.create_bytes(layout.config, rendered.encode()):
         report.created.append(str(layout.config.relative_to(root)))

@@ -13,6 +13,7 @@ import typer
 
 from stigmergy_cli import console
 from stigmergy_cli.environment import ROOT_ENV_VAR, Environment, open_environment
+from stigmergy_cli.errors import ConfigError
 from stigmergy_cli.store import Problem
 
 # The flag of every command that can answer programs instead of people.
@@ -30,10 +31,20 @@ def options(ctx: typer.Context) -> GlobalOptions:
     return found if found is not None else GlobalOptions()
 
 
-def open_env(ctx: typer.Context) -> Environment:
-    """Open the environment for this invocation (--root, STIGMERGY_ROOT, or the cwd's repo)."""
+def open_env(ctx: typer.Context, *, git_backend: bool = False) -> Environment:
+    """Open the environment for this invocation (--root, STIGMERGY_ROOT, or the cwd's repo).
+
+    Commands that work with the git backend say so with `git_backend`; the others refuse it
+    rather than act on a local pool that agents on other machines never see.
+    """
     override = options(ctx).root or os.environ.get(ROOT_ENV_VAR)
-    return open_environment(Path.cwd(), override, os.environ, now())
+    env = open_environment(Path.cwd(), override, os.environ, now())
+    if env.config.backend == "git" and not git_backend:
+        raise ConfigError(
+            f"`{ctx.command_path}` does not work with the git backend yet (remote "
+            f"{env.config.remote!r}); see docs/distributed.md for the commands that do"
+        )
+    return env
 
 
 def now() -> float:

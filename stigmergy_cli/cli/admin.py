@@ -31,20 +31,37 @@ def init(
             show_default=False,
         ),
     ] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            metavar="NAME",
+            help="Coordinate through this git remote, for agents on several machines.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Create .stigmergy/ in this repository. Safe to run again: nothing is overwritten."""
     start = options(ctx).root or os.environ.get(ROOT_ENV_VAR)
-    report = initialize(Path(start) if start else Path.cwd(), target, os.environ)
+    report = initialize(Path(start) if start else Path.cwd(), target, os.environ, remote)
     if as_json:
         console.emit_json(
-            {"root": str(report.root), "target": report.target, "created": report.created}
+            {
+                "root": str(report.root),
+                "target": report.target,
+                "backend": "git" if report.remote else "local",
+                "remote": report.remote,
+                "created": report.created,
+            }
         )
         return
     if not report.changed:
         console.say(f"Already initialized in {report.root} (target {report.target}).")
         return
     console.say(f"Initialized stigmergy in {report.root} (target branch {report.target}).")
+    if report.remote:
+        console.say(f"  agents coordinate through remote {report.remote!r} (git backend)")
     for path in report.created:
         console.say(f"  created {path}")
     console.say('Next: stigmergy task add "Your first task" --priority high')
@@ -60,7 +77,21 @@ def sweep(
     """Give back the tasks of dead agents and repair what crashes left. Safe from cron."""
     from stigmergy_cli.sweep import sweep as run_sweep
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
+    if env.config.backend == "git":
+        from stigmergy_cli.remote_pool import RemotePool
+
+        swept = RemotePool(env.layout, env.config).sweep(now(), dry_run=dry_run)
+        if as_json:
+            console.emit_json(swept.to_json())
+            return
+        for action in swept.actions:
+            console.say(f"{action.kind} {action.task} ({action.reason})")
+        console.say(
+            f"{len(swept.actions)} claim(s) broken; {swept.watching} watched "
+            f"(a claim is broken once this machine has seen it unchanged for a lease)"
+        )
+        return
     with console.busy("Sweeping", when=not as_json):
         report = run_sweep(env.store, env.config, now(), dry_run=dry_run)
     if as_json:
@@ -155,7 +186,7 @@ def log(
     """The event log: what happened, when, to which task and by which agent."""
     from stigmergy_cli import events
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     if task_id is not None:
         tasks.validate_id(task_id)
 

@@ -31,7 +31,7 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """Every agent with a heartbeat: alive, stale or gone, and what it is doing."""
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     at = now()
     rows: list[dict[str, Any]] = []
     for info in heartbeats.list_agents(env.layout):
@@ -75,7 +75,7 @@ def heartbeat(
     from stigmergy_cli import sessions
 
     at = now()
-    beat = sessions.heartbeat(open_env(ctx), agent, at)
+    beat = sessions.heartbeat(open_env(ctx, git_backend=True), agent, at)
     console.say(
         f"{beat.agent}: heartbeat at {at:.0f}" + (f" (working on {beat.task})" if beat.task else "")
     )
@@ -127,7 +127,7 @@ def run(
     """Run an agent: claim, work in its worktree, verify, commit, merge, repeat."""
     from stigmergy_cli.agent_loop import Agent, AgentOptions
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     agent = tasks.validate_id(agent, "agent id")
     if role is not None:
         tasks.validate_name(role, "role")
@@ -186,7 +186,7 @@ def workspace(
     """Print the agent's worktree, creating it if needed (for agents that drive themselves)."""
     from stigmergy_cli import worktrees
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     agent = tasks.validate_id(agent, "agent id")
     console.say(str(worktrees.ensure(env.layout, agent, env.config.target)))
 
@@ -201,7 +201,7 @@ def prune(
     """Remove the worktrees and branches of agents that are gone; unmerged work is kept first."""
     from stigmergy_cli import gitops, locks, results, worktrees
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     at = now()
     beats = {a.agent: a.beat for a in heartbeats.list_agents(env.layout)}
     holders = {i.owner.agent for i in locks.list_locks(env.layout) if i.owner}

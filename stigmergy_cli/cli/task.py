@@ -5,18 +5,31 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stigmergy_cli import claims, console, events, pool, signals, tasks, yamlio
 from stigmergy_cli.cli import render
 from stigmergy_cli.cli._common import JsonFlag, now, open_env, report_problems, whoami
-from stigmergy_cli.errors import Conflict, InvalidInput
+from stigmergy_cli.environment import Environment
+from stigmergy_cli.errors import Conflict, InvalidInput, TaskNotFound
 from stigmergy_cli.paths import STATES
 from stigmergy_cli.tasks import Task
 
+if TYPE_CHECKING:
+    from stigmergy_cli.remote_pool import RemotePool
+
 app = typer.Typer(help="Add, import, list and manage tasks.", no_args_is_help=True)
+# Git backend: a listing younger than this is served from the local cache of the remote's refs.
+REMOTE_CACHE_AGE = 5.0
+
+
+def _remote(env: Environment) -> RemotePool:
+    from stigmergy_cli.remote_pool import RemotePool  # git backend only
+
+    return RemotePool(env.layout, env.config)
+
 
 TaskId = Annotated[str, typer.Argument(help="The task's id.", show_default=False)]
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -76,7 +89,7 @@ def add(
     as_json: JsonFlag = False,
 ) -> None:
     """Add a pending task."""
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     at = now()
     doc: dict[str, Any] = {
         "id": task_id,
@@ -95,8 +108,14 @@ def add(
     }
     from stigmergy_cli import sessions
 
-    record = sessions.add(env, doc, urgent=urgent, by=whoami(), now=at)
-    (entry,) = pool.entries(env, [record], at)
+    if env.config.backend == "git":
+        if urgent:
+            raise InvalidInput("--urgent needs the local backend; use --priority urgent")
+        record = _remote(env).add(tasks.new_task(doc, now=at, created_by=whoami()))
+        (entry,) = pool.build([record], at, env.config.pressure)
+    else:
+        record = sessions.add(env, doc, urgent=urgent, by=whoami(), now=at)
+        (entry,) = pool.entries(env, [record], at)
     if as_json:
         console.emit_json(pool.entry_json(entry))
     else:
@@ -183,17 +202,29 @@ def list_(
     label: Annotated[
         str | None, typer.Option("--label", metavar="LABEL", help="Only tasks with this label.")
     ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option("--refresh", help="Git backend: fetch from the remote even if just fetched."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List tasks, best score first."""
     for state in status or []:
         if state not in STATES:
             raise InvalidInput(f"unknown status {state!r}: use one of {', '.join(STATES)}")
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     at = now()
-    scan = env.store.scan(at)
-    report_problems(scan.problems, env)
-    entries = pool.build(scan.records, at, env.config.pressure, pool.field_pressures(env, at))
+    if env.config.backend == "git":
+        remote = _remote(env)
+        remote.refresh(max_age=None if refresh else REMOTE_CACHE_AGE)
+        found, unreadable = remote.records()
+        for problem in unreadable:
+            console.warn(f"skipped {problem}")
+        entries = pool.build([r for r, _ in found.values()], at, env.config.pressure)
+    else:
+        scan = env.store.scan(at)
+        report_problems(scan.problems, env)
+        entries = pool.build(scan.records, at, env.config.pressure, pool.field_pressures(env, at))
     wanted = set(status or [])
     shown = [
         e
@@ -213,9 +244,20 @@ def list_(
 @app.command("show")
 def show(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
     """Show one task in full."""
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     at = now()
-    (entry,) = pool.entries(env, [env.store.get(task_id)], at)
+    if env.config.backend == "git":
+        remote = _remote(env)
+        remote.refresh(max_age=REMOTE_CACHE_AGE)
+        found, _ = remote.records()
+        if task_id not in found:
+            raise TaskNotFound(f"no task {task_id!r} on remote {env.config.remote!r}")
+        records = [r for r, _ in found.values()]  # its dependencies' states explain a block
+        entry = next(
+            e for e in pool.build(records, at, env.config.pressure) if e.record.task.id == task_id
+        )
+    else:
+        (entry,) = pool.entries(env, [env.store.get(task_id)], at)
     if as_json:
         console.emit_json(pool.entry_json(entry))
     else:

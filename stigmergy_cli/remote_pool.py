@@ -33,6 +33,7 @@ from stigmergy_cli import atomic, claims, events, gitops, merge, pool, tasks
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
 from stigmergy_cli.locks import NotOwner
+from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.paths import Layout
 from stigmergy_cli.remote import (
     CLAIMS,
@@ -131,16 +132,29 @@ class RemotePool:
     def _fetch_stamp(self) -> Path:
         return self.layout.cache / f"remote-{self.remote.name}.fetched"
 
+    def _fetched_at(self) -> float:
+        try:
+            return self._fetch_stamp.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _cache_lock(self) -> FileLock:
+        """Serializes writes to the cache refs: agents sharing a clone fetch into the same
+        refs, and git refuses a ref update that races another ("cannot lock ref")."""
+        return FileLock(self.layout.locks / ".remote-cache.lock")
+
     def refresh(self, max_age: float | None = None) -> None:
         """Fetch the remote's refs unless the cache is younger than `max_age` seconds."""
-        if max_age is not None:
+        if max_age is not None and time.time() - self._fetched_at() < max_age:
+            return
+        asked = time.time()
+        with self._cache_lock():
+            if self._fetched_at() >= asked:
+                return  # another agent of this clone fetched while we waited: use that
+            self.remote.fetch()
             with contextlib.suppress(OSError):
-                if time.time() - self._fetch_stamp.stat().st_mtime < max_age:
-                    return
-        self.remote.fetch()
-        with contextlib.suppress(OSError):
-            self.layout.cache.mkdir(parents=True, exist_ok=True)
-            atomic.write_bytes(self._fetch_stamp, b"", durable=False)
+                self.layout.cache.mkdir(parents=True, exist_ok=True)
+                atomic.write_bytes(self._fetch_stamp, b"", durable=False)
 
     def _refs(self, kind: str) -> Iterable[tuple[str, str, str, str]]:
         """(name, commit, subject, body) of each cached ref under `kind` (tasks, claims)."""
@@ -224,10 +238,11 @@ class RemotePool:
     def _note(self, ref: str, commit: str | None) -> None:
         """Record a push we know succeeded in the cache, without another fetch."""
         cached = self.remote.cache_ref(ref)
-        if commit is None:
-            gitops.delete_ref(self.layout.root, cached)
-        else:
-            gitops.update_ref(self.layout.root, cached, commit, reason="stigmergy push")
+        with self._cache_lock():
+            if commit is None:
+                gitops.delete_ref(self.layout.root, cached)
+            else:
+                gitops.update_ref(self.layout.root, cached, commit, reason="stigmergy push")
 
     # -- claiming --------------------------------------------------------------------------
 
@@ -450,12 +465,20 @@ class RemotePool:
 
     def _fetch_target(self) -> str:
         specs = [f"+refs/heads/{self.cfg.target}:{self.remote.cached_target}"]
-        proc = gitops.run(
-            ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.remote.name, *specs],
-            self.layout.root,
-            check=False,
-            timeout=30,
-        )
+        with self._cache_lock():
+            proc = gitops.run(
+                [
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    self.remote.name,
+                    *specs,
+                ],
+                self.layout.root,
+                check=False,
+                timeout=30,
+            )
         if proc.returncode != 0:
             raise RemoteUnreachable(
                 f"cannot fetch {self.cfg.target!r} from remote {self.remote.name!r}"
@@ -466,7 +489,10 @@ class RemotePool:
         return tip
 
     def _note_target(self, commit: str) -> None:
-        gitops.update_ref(self.layout.root, self.remote.cached_target, commit, reason="push")
+        with self._cache_lock():
+            gitops.update_ref(
+                self.layout.root, self.remote.cached_target, commit, reason="stigmergy push"
+            )
 
     def target_tip(self) -> str | None:
         return gitops.ref_commit(self.layout.root, self.remote.cached_target)

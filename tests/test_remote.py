@@ -1,0 +1,376 @@
+"""The git backend: agents in several clones coordinating through one remote, over file://
+and over a real network transport (`git daemon` on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import stigmergy_cli
+from stigmergy_cli import remote
+from stigmergy_cli.environment import open_environment
+from stigmergy_cli.remote import CLAIMS, Update
+from stigmergy_cli.remote_pool import RemotePool
+
+from .conftest import Cli, git
+
+STIGMERGY = Path(sys.executable).parent / "stigmergy"
+WRITE_FILE = 'printf "%s\\n" "$STIGMERGY_AGENT" > "$STIGMERGY_TASK_ID.txt"'
+
+
+def _origin(tmp_path: Path) -> Path:
+    """A bare repository with a main branch of one commit: the team's shared remote."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "-q", str(bare), str(seed))
+    (seed / "README.md").write_text("shared\n")
+    git(seed, "add", "README.md")
+    git(seed, "commit", "-q", "-m", "initial")
+    git(seed, "push", "-q", "origin", "main")
+    return bare
+
+
+def _clone(tmp_path: Path, url: str, name: str) -> Path:
+    """A machine: a clone of the remote, initialized for the git backend."""
+    path = tmp_path / name
+    git(tmp_path, "clone", "-q", url, str(path))
+    _run(path, "init", "--remote", "origin")
+    return path
+
+
+def _run(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(STIGMERGY), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"stigmergy {' '.join(args)}: {proc.stderr}{proc.stdout}")
+    return proc
+
+
+def _remote_tasks(clone: Path) -> dict[str, dict[str, object]]:
+    listed = json.loads(_run(clone, "task", "list", "--refresh", "--json").stdout)
+    return {t["id"]: t for t in listed}
+
+
+def _trailers(bare: Path) -> Counter[str]:
+    log = git(bare, "log", "main", "--format=%(trailers:key=Stigmergy-Task,valueonly)")
+    return Counter(line.strip() for line in log.splitlines() if line.strip())
+
+
+def _agents(
+    clones: list[Path], *args: str, name: str = "agent", **env: str
+) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(
+            [str(STIGMERGY), "agent", "run", "--id", f"{name}{k}", *args],
+            cwd=clone,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for k, clone in enumerate(clones)
+    ]
+
+
+def _every_task_once(tmp_path: Path, url: str, bare: Path, n_tasks: int) -> None:
+    clones = [_clone(tmp_path, url, f"machine{k}") for k in range(3)]
+    ids = [f"t{k:02d}" for k in range(n_tasks)]
+    for task_id in ids:
+        _run(clones[0], "task", "add", f"Task {task_id}", "--id", task_id)
+    agents = _agents(clones, "--exec", WRITE_FILE, "--idle-exit", "3")
+    outputs = [agent.communicate(timeout=240)[0] for agent in agents]
+    assert [a.returncode for a in agents] == [0, 0, 0], outputs
+    listed = _remote_tasks(clones[1])
+    assert {t: listed[t]["status"] for t in ids} == dict.fromkeys(ids, "done"), outputs
+    trailers = _trailers(bare)
+    assert {t: trailers[t] for t in ids} == dict.fromkeys(ids, 1)  # each landed exactly once
+    tree = set(git(bare, "ls-tree", "--name-only", "main").split())
+    assert {f"{t}.txt" for t in ids} <= tree
+    # The work was shared: more than one machine landed something.
+    landed_by = Counter(git(bare, "show", f"main:{t}.txt").strip() for t in ids)
+    assert len(landed_by) >= 2, landed_by
+
+
+def test_three_machines_over_file_urls_do_every_task_once(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    _every_task_once(tmp_path, bare.as_uri(), bare, n_tasks=18)
+
+
+# -- git daemon ------------------------------------------------------------------------------
+
+
+class Daemon:
+    """`git daemon` serving tmp_path on a free port of 127.0.0.1, pushes enabled."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                f"--base-path={self.base}",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                str(self.base),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its connection children share the group: one kill
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as conn:
+                if conn.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            assert time.monotonic() < deadline, "git daemon did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """kill -9 of the daemon and every connection it is serving."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    served = Daemon(tmp_path)
+    served.start()
+    yield served
+    served.kill()
+
+
+def test_three_machines_over_git_daemon_do_every_task_once(tmp_path: Path, daemon: Daemon) -> None:
+    bare = _origin(tmp_path)
+    _every_task_once(tmp_path, daemon.url("origin.git"), bare, n_tasks=12)
+
+
+_CLAIMER = """
+import sys, time
+from pathlib import Path
+from stigmergy_cli.environment import open_environment
+from stigmergy_cli.remote_pool import RemotePool
+from stigmergy_cli.claims import NothingClaimable
+root, agent, gate = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+pool = RemotePool(open_environment(root, None, {}).layout, open_environment(root, None, {}).config)
+pool.refresh()
+while not gate.exists():
+    time.sleep(0.005)
+try:
+    held = pool.claim_best(agent, role=None, now=time.time(), refresh=False)
+except NothingClaimable:
+    print("lost")
+else:
+    print("won", held.task.id)
+"""
+
+
+def test_sixteen_claimers_across_machines_one_winner_per_round(
+    tmp_path: Path, daemon: Daemon
+) -> None:
+    _origin(tmp_path)
+    clones = [_clone(tmp_path, daemon.url("origin.git"), f"machine{k}") for k in range(4)]
+    for round_ in range(3):
+        task_id = f"round{round_}"
+        _run(clones[0], "task", "add", f"Round {round_}", "--id", task_id)
+        gate = tmp_path / f"gate{round_}"
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", _CLAIMER, str(clones[k % 4]), f"racer{k}", str(gate)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for k in range(16)
+        ]
+        time.sleep(1.5)  # every racer has fetched and waits at the gate
+        gate.touch()
+        answers = [racer.communicate(timeout=120) for racer in racers]
+        outcomes = [out.split()[0] if out else err for out, err in answers]
+        assert outcomes.count("won") == 1, answers
+        assert outcomes.count("lost") == 15, answers
+        claims = git(tmp_path / "origin.git", "for-each-ref", CLAIMS)
+        assert claims.count(f"{CLAIMS}{task_id}") == 1
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+def _wait_for(predicate: object, timeout: float, what: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _claim_of(bare: Path, task_id: str) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "-q", "--verify", f"{CLAIMS}{task_id}"],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+
+
+def test_a_stopped_holder_is_swept_by_another_machine_and_cannot_land(
+    tmp_path: Path, daemon: Daemon
+) -> None:
+    bare = _origin(tmp_path)
+    url = daemon.url("origin.git")
+    slow, fast = _clone(tmp_path, url, "slow"), _clone(tmp_path, url, "fast")
+    _run(slow, "task", "add", "Contended", "--id", "t")
+    lease = {"STIGMERGY_AGENT_LEASE": "2", "STIGMERGY_AGENT_HEARTBEAT_INTERVAL": "0.5"}
+    (holder,) = _agents([slow], "--once", "--exec", f"sleep 3; {WRITE_FILE}", name="slow", **lease)
+    _wait_for(lambda: _claim_of(bare, "t"), 30, "the claim")
+    holder.send_signal(signal.SIGSTOP)
+    try:
+        # The other machine's sweep judges staleness on its own clock: it must see the claim
+        # unchanged for a whole lease before breaking it.
+        first = json.loads(_run(fast, "sweep", "--json", **lease).stdout)
+        assert first["actions"] == []
+        time.sleep(2.5)
+        second = json.loads(_run(fast, "sweep", "--json", **lease).stdout)
+        assert [a["task"] for a in second["actions"]] == ["t"]
+        assert _remote_tasks(fast)["t"]["status"] == "pending"
+        (taker,) = _agents([fast], "--once", "--exec", WRITE_FILE, name="fast", **lease)
+        out, _ = taker.communicate(timeout=60)
+        assert taker.returncode == 0, out
+        tip = git(bare, "rev-parse", "main")
+    finally:
+        holder.send_signal(signal.SIGCONT)
+    out, _ = holder.communicate(timeout=60)
+    assert "not merging" in out or "claim lost" in out, out
+    assert git(bare, "rev-parse", "main") == tip  # the stale holder landed nothing
+    assert git(bare, "show", "main:t.txt").strip() == "fast0"  # the taker's work, once
+    assert _trailers(bare)["t"] == 1
+    task = _remote_tasks(fast)["t"]
+    assert task["status"] == "done"
+    assert task["attempts"] == 1
+
+
+_HANGING_HOOK = '#!/bin/sh\ntouch "$GIT_DIR/pushing"\nsleep 30\n'
+
+
+def test_a_daemon_killed_mid_push_leaves_no_half_claim(tmp_path: Path, daemon: Daemon) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, daemon.url("origin.git"), "machine")
+    _run(clone, "task", "add", "Wanted", "--id", "t")
+    task_before = git(bare, "rev-parse", "refs/stigmergy/tasks/t")
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(_HANGING_HOOK)
+    hook.chmod(0o755)
+    env = open_environment(clone, None, {})
+    pool = RemotePool(env.layout, env.config)
+    pool.refresh()
+    racer = subprocess.Popen(
+        [sys.executable, "-c", _CLAIMER, str(clone), "alpha", str(tmp_path / "open")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    (tmp_path / "open").touch()
+    _wait_for((bare / "pushing").exists, 30, "the push to reach the server")
+    daemon.kill()  # mid-push: the objects are sent, the refs not yet updated
+    out, err = racer.communicate(timeout=60)
+    assert racer.returncode != 0, out
+    assert "remote" in err.splitlines()[-1], err  # one line naming the remote
+    # No half-claim: neither the claim nor the task moved.
+    assert _claim_of(bare, "t") == ""
+    assert git(bare, "rev-parse", "refs/stigmergy/tasks/t") == task_before
+    hook.unlink()
+    daemon.start()
+    held = pool.claim_best("alpha", role=None, now=time.time())
+    assert held.task.id == "t"
+    assert _claim_of(bare, "t") == held.claim_commit
+
+
+# -- the protocol's rules, and bad input -----------------------------------------------------
+
+
+def test_no_push_of_a_contended_ref_goes_without_a_lease() -> None:
+    for ref in (f"{CLAIMS}t", "refs/stigmergy/tasks/t", "refs/heads/main"):
+        with pytest.raises(ValueError, match="must name the value it expects"):
+            Update(ref, "0" * 40, None)
+    # And only remote.py pushes: every other module goes through Update.
+    package = Path(stigmergy_cli.__file__).parent
+    pushers = [
+        path.name
+        for path in package.rglob("*.py")
+        if re.search(r"""["']push["']""", path.read_text())
+    ]
+    assert pushers == ["remote.py"]
+    assert "--force-with-lease" in Path(remote.__file__).read_text()
+
+
+def test_init_refuses_a_remote_it_cannot_use_and_writes_nothing(tmp_path: Path, cli: Cli) -> None:
+    bare = _origin(tmp_path)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", bare.as_uri(), str(clone))
+    git(clone, "remote", "add", "gone", (tmp_path / "nowhere.git").as_uri())
+    for args, code, words in (
+        (("--remote", "upstream"), 2, "no git remote named 'upstream'"),
+        (("--remote", "gone"), 1, "cannot reach remote 'gone'"),
+        (("--remote", "origin", "--target", "develop"), 2, "does not exist"),
+        (("--remote=--upload-pack=x",), 2, "invalid remote name"),
+    ):
+        result = cli("init", *args, cwd=clone)
+        assert result.code == code, (args, result)
+        assert words in result.err, (args, result.err)
+        assert len(result.err.strip().splitlines()) == 1
+        assert not (clone / ".stigmergy").exists()
+
+
+def test_an_unreachable_remote_is_one_clear_line(tmp_path: Path, daemon: Daemon) -> None:
+    _origin(tmp_path)
+    clone = _clone(tmp_path, daemon.url("origin.git"), "machine")
+    _run(clone, "task", "add", "Something", "--id", "t")
+    daemon.kill()
+    for args in (("task", "list", "--refresh"), ("task", "add", "More"), ("sweep",)):
+        proc = _run(clone, *args, check=False)
+        assert proc.returncode == 1, (args, proc)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, (args, proc.stderr)
+        assert "remote 'origin'" in lines[0], (args, proc.stderr)
+
+
+def test_commands_without_git_support_refuse_it(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, bare.as_uri(), "machine")
+    proc = _run(clone, "task", "cancel", "x", check=False)
+    assert proc.returncode == 1
+    assert "does not work with the git backend" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import atomic, claims, events, gitops, merge, pool, tasks
+from stigmergy_cli import atomic, claims, deps, events, gitops, merge, pool, tasks
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
 from stigmergy_cli.locks import NotOwner
@@ -42,7 +42,6 @@ from stigmergy_cli.remote import (
     SALVAGE,
     TASKS,
     Remote,
-    RemoteUnreachable,
     Update,
 )
 from stigmergy_cli.store import TaskRecord
@@ -222,27 +221,48 @@ class RemotePool:
 
     def add(self, task: Task) -> TaskRecord:
         """Publish a new task (refused if the id exists, or a dependency does not)."""
+        (record,) = self.add_many([task])
+        return record
+
+    def add_many(self, batch: list[Task]) -> list[TaskRecord]:
+        """Publish new tasks in one atomic push: all of them, or none (an id taken, or a
+        dependency that is neither on the remote nor in the batch)."""
         self.refresh()
         found, _ = self.records()
-        missing = [dep for dep in task.depends_on if dep not in found]
-        if missing:
-            raise InvalidInput(f"unknown dependency {missing[0]!r}")
-        if task.id in task.depends_on:
-            raise InvalidInput(f"task {task.id!r} cannot depend on itself")
-        commit = self._task_commit(task, "pending", None)
-        if not self.remote.push([Update(TASKS + task.id, commit, MUST_NOT_EXIST)]).ok:
-            raise Conflict(f"task {task.id!r} already exists on remote {self.remote.name!r}")
-        self._note(TASKS + task.id, commit)
-        return TaskRecord(task, "pending", self.layout)
+        ids = {task.id for task in batch}
+        if len(ids) != len(batch):
+            raise InvalidInput("the same task id appears twice")
+        for task in batch:
+            if task.id in found:
+                raise Conflict(f"task {task.id!r} already exists on remote {self.remote.name!r}")
+            missing = [dep for dep in task.depends_on if dep not in found and dep not in ids]
+            if missing:
+                raise InvalidInput(f"task {task.id!r}: unknown dependency {missing[0]!r}")
+        # Tasks on the remote depend only on tasks that existed before them: no cycle there.
+        deps.check_acyclic({t.id: t for t in batch}, lambda _tid: None)
+        commits = {task.id: self._task_commit(task, "pending", None) for task in batch}
+        pushed = self.remote.push(
+            [Update(TASKS + tid, commit, MUST_NOT_EXIST) for tid, commit in commits.items()]
+        )
+        if not pushed.ok:
+            taken = sorted(
+                ref.removeprefix(TASKS) for ref, why in pushed.rejected.items() if "stale" in why
+            )
+            raise Conflict(
+                f"task {(taken or sorted(ids))[0]!r} already exists on remote {self.remote.name!r}"
+            )
+        self._note({TASKS + tid: commit for tid, commit in commits.items()})
+        return [TaskRecord(task, "pending", self.layout) for task in batch]
 
-    def _note(self, ref: str, commit: str | None) -> None:
-        """Record a push we know succeeded in the cache, without another fetch."""
-        cached = self.remote.cache_ref(ref)
+    def _note(self, pushed: dict[str, str | None]) -> None:
+        """Record in the cache what a push that succeeded changed (None: deleted), so the
+        next listing shows it without another fetch. One git process for them all."""
+        lines = []
+        for ref, commit in pushed.items():
+            cached = ref if ref.startswith("refs/stigmergy-cache/") else self.remote.cache_ref(ref)
+            lines.append(f"delete {cached}" if commit is None else f"update {cached} {commit}")
         with self._cache_lock():
-            if commit is None:
-                gitops.delete_ref(self.layout.root, cached)
-            else:
-                gitops.update_ref(self.layout.root, cached, commit, reason="stigmergy push")
+            gitops.run(["update-ref", "--stdin"], self.layout.root, stdin="\n".join(lines) + "\n")
 
     # -- claiming --------------------------------------------------------------------------
 
@@ -345,8 +365,7 @@ class RemotePool:
         )
         if not result.ok:
             return None
-        self._note(TASKS + task.id, moved)
-        self._note(CLAIMS + task.id, claim)
+        self._note({TASKS + task.id: moved, CLAIMS + task.id: claim})
         return Held(active, moved, claim, owner["token"], owner)
 
     def renew(self, held: Held, now: float) -> bool:
@@ -363,7 +382,8 @@ class RemotePool:
     # -- giving back -----------------------------------------------------------------------
 
     def _settle(self, held: Held, task: Task, state: str, extra: list[Update]) -> None:
-        """Move our task to `state` and drop our claim in one push; Conflict if not ours."""
+        """Move our task to `state` and drop our claim in one push, with `extra` updates;
+        NotOwner if the push was refused (the claim is not ours, or an extra lease failed)."""
         commit = self._task_commit(task, state, held.task_commit)
         result = self.remote.push(
             [
@@ -375,8 +395,13 @@ class RemotePool:
         if not result.ok:
             held.lost = True
             raise NotOwner(f"the claim on {task.id!r} is no longer ours")
-        self._note(TASKS + task.id, commit)
-        self._note(CLAIMS + task.id, None)
+        notes: dict[str, str | None] = {TASKS + task.id: commit, CLAIMS + task.id: None}
+        for update in extra:
+            if update.ref == f"refs/heads/{self.cfg.target}":
+                notes[self.remote.cached_target] = update.new
+            elif update.ref.startswith(TASKS):
+                notes[update.ref] = update.new
+        self._note(notes)
 
     def give_back(self, held: Held, agent: str, why: str, now: float, *, skip: bool) -> None:
         task = held.task
@@ -409,11 +434,19 @@ class RemotePool:
 
         The push moves the target (expected: the tip we merged onto), marks the task done
         (expected: its active commit) and deletes our claim (expected: our last claim commit),
-        so a broken claim lands nothing. If only the target moved, fetch and merge again.
+        so a broken claim lands nothing. The first try merges onto the target as last
+        fetched; if only the target moved since, fetch and merge again.
         """
         task = held.task
         for attempt in range(_LAND_RETRIES):
-            tip = self._fetch_target()
+            tip = self.target_tip()
+            if tip is None:
+                self.refresh()
+                tip = self.target_tip()
+                if tip is None:
+                    raise StigmergyError(
+                        f"remote {self.remote.name!r} has no branch {self.cfg.target!r}"
+                    )
             outcome = self._merge_onto(tip, task, result, base)
             updates = [] if result is None else [Update(RESULTS + task.id, result, None)]
             if outcome.kind == "merged" and outcome.merge_commit != tip:
@@ -455,44 +488,11 @@ class RemotePool:
                 conflict_task=outcome.conflict_task,
                 remote=self.remote.name,
             )
-            if outcome.merge_commit is not None:
-                self._note_target(outcome.merge_commit)
             return outcome
         raise StigmergyError(
             f"target {self.cfg.target!r} on remote {self.remote.name!r} kept moving; "
             f"gave up landing {task.id!r} (its result is kept at {RESULTS}{task.id})"
         )
-
-    def _fetch_target(self) -> str:
-        specs = [f"+refs/heads/{self.cfg.target}:{self.remote.cached_target}"]
-        with self._cache_lock():
-            proc = gitops.run(
-                [
-                    "fetch",
-                    "--quiet",
-                    "--no-tags",
-                    "--no-write-fetch-head",
-                    self.remote.name,
-                    *specs,
-                ],
-                self.layout.root,
-                check=False,
-                timeout=30,
-            )
-        if proc.returncode != 0:
-            raise RemoteUnreachable(
-                f"cannot fetch {self.cfg.target!r} from remote {self.remote.name!r}"
-            )
-        tip = gitops.ref_commit(self.layout.root, self.remote.cached_target)
-        if tip is None:
-            raise StigmergyError(f"remote {self.remote.name!r} has no branch {self.cfg.target!r}")
-        return tip
-
-    def _note_target(self, commit: str) -> None:
-        with self._cache_lock():
-            gitops.update_ref(
-                self.layout.root, self.remote.cached_target, commit, reason="stigmergy push"
-            )
 
     def target_tip(self) -> str | None:
         return gitops.ref_commit(self.layout.root, self.remote.cached_target)

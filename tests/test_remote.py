@@ -50,14 +50,16 @@ def _clone(tmp_path: Path, url: str, name: str) -> Path:
     return path
 
 
-def _run(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [str(STIGMERGY), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **env},
+        env={**os.environ, **(env or {})},
         check=False,
     )
     if check and proc.returncode != 0:
@@ -260,10 +262,10 @@ def test_a_stopped_holder_is_swept_by_another_machine_and_cannot_land(
     try:
         # The other machine's sweep judges staleness on its own clock: it must see the claim
         # unchanged for a whole lease before breaking it.
-        first = json.loads(_run(fast, "sweep", "--json", **lease).stdout)
+        first = json.loads(_run(fast, "sweep", "--json", env=lease).stdout)
         assert first["actions"] == []
         time.sleep(2.5)
-        second = json.loads(_run(fast, "sweep", "--json", **lease).stdout)
+        second = json.loads(_run(fast, "sweep", "--json", env=lease).stdout)
         assert [a["task"] for a in second["actions"]] == ["t"]
         assert _remote_tasks(fast)["t"]["status"] == "pending"
         (taker,) = _agents([fast], "--once", "--exec", WRITE_FILE, name="fast", **lease)
@@ -374,3 +376,22 @@ def test_commands_without_git_support_refuse_it(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "does not work with the git backend" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_import_lands_all_its_tasks_or_none(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, bare.as_uri(), "machine")
+    _run(clone, "task", "add", "Existing", "--id", "old")
+    batch = tmp_path / "batch.yaml"
+    batch.write_text(
+        "- {id: a, title: A}\n- {id: b, title: B, depends_on: [a]}\n- {id: old, title: X}\n"
+    )
+    refused = _run(clone, "task", "import", str(batch), check=False)
+    assert refused.returncode == 1
+    assert "'old' already exists" in refused.stderr
+    assert sorted(_remote_tasks(clone)) == ["old"]  # neither a nor b
+    batch.write_text("- {id: a, title: A}\n- {id: b, title: B, depends_on: [a, old]}\n")
+    _run(clone, "task", "import", str(batch))
+    listed = _remote_tasks(clone)
+    assert sorted(listed) == ["a", "b", "old"]
+    assert listed["b"]["depends_on"] == ["a", "old"]

@@ -131,13 +131,16 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Add many tasks from one YAML list: all of them, or none if any is invalid."""
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     at = now()
     docs = _read_import(source)
     who = whoami()
     batch = [_import_one(doc, f"{source}: task {i}", at, who) for i, doc in enumerate(docs, 1)]
     with console.busy(f"Importing {len(batch)} tasks", when=len(batch) >= console.BUSY_AT):
-        records = env.store.import_tasks(batch, at)
+        if env.config.backend == "git":  # one atomic push: all or none
+            records = _remote(env).add_many(batch)
+        else:
+            records = env.store.import_tasks(batch, at)
     if as_json:
         console.emit_json([pool.entry_json(e) for e in pool.entries(env, records, at)])
     else:

@@ -85,16 +85,20 @@ class Remote:
             raise RemoteUnreachable(f"remote {self.name!r}: {exc}") from exc
         return proc.returncode, proc.stdout, proc.stderr
 
-    def fetch(self) -> None:
-        """Bring the cache up to date with every task, claim and the target (one round trip)."""
-        specs = [
-            f"+{TASKS}*:{self.cache}tasks/*",
-            f"+{CLAIMS}*:{self.cache}claims/*",
-            f"+refs/heads/{self.target}:{self.cached_target}",
-        ]
-        code, _, err = self._git(
-            ["fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head", self.name, *specs]
-        )
+    def fetch(self, refs: Sequence[str] = ()) -> None:
+        """Bring the cache up to date (one round trip): with `refs` (under refs/stigmergy/),
+        just those; by default every task, every claim and the target, pruning deleted ones."""
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"]
+        if refs:
+            specs = [f"+{ref}:{self.cache_ref(ref)}" for ref in refs]
+        else:
+            args.append("--prune")
+            specs = [
+                f"+{TASKS}*:{self.cache}tasks/*",
+                f"+{CLAIMS}*:{self.cache}claims/*",
+                f"+refs/heads/{self.target}:{self.cached_target}",
+            ]
+        code, _, err = self._git([*args, self.name, *specs])
         if code != 0:
             raise RemoteUnreachable(f"cannot fetch from remote {self.name!r}: {_last_line(err)}")
         self.fetched_at = time.monotonic()

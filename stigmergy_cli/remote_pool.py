@@ -465,6 +465,8 @@ class RemotePool:
                             MUST_NOT_EXIST,
                         )
                     )
+            if outcome.merged:
+                updates += self._originals_merged(task, outcome, now)
             done = task.evolve(updated_at=now, result=_result_doc(outcome, agent, now, log))
             try:
                 self._settle(held, done, "done", updates)
@@ -493,6 +495,32 @@ class RemotePool:
             f"target {self.cfg.target!r} on remote {self.remote.name!r} kept moving; "
             f"gave up landing {task.id!r} (its result is kept at {RESULTS}{task.id})"
         )
+
+    def _originals_merged(self, task: Task, outcome: merge.Outcome, now: float) -> list[Update]:
+        """A resolved conflict lands: the task it resolved (and so on up a chain of conflicts)
+        is merged too, in the same push, each expected at the commit we last fetched."""
+        found, _ = self.records()
+        updates = []
+        current = task
+        while (section := merge.conflict_of(current)) is not None:
+            original = found.get(section["task"])
+            if original is None:
+                break
+            record, commit = original
+            result = dict(record.task.result or {})
+            result.update(merged=True, merge_commit=outcome.merge_commit, merged_by=current.id)
+            moved = self._task_commit(
+                record.task.evolve(result=result, updated_at=now), record.state, commit
+            )
+            updates.append(Update(TASKS + record.task.id, moved, commit))
+            current = record.task
+        return updates
+
+    def fetch_result(self, task_id: str) -> None:
+        """Bring another machine's result commit for `task_id` here (a conflict task merges
+        it into the worktree)."""
+        with self._cache_lock():
+            self.remote.fetch([RESULTS + task_id])
 
     def target_tip(self) -> str | None:
         return gitops.ref_commit(self.layout.root, self.remote.cached_target)

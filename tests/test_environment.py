@@ -8,7 +8,7 @@ from stigmergy_cli import gitops
 from stigmergy_cli.environment import find_root, initialize, open_environment
 from stigmergy_cli.errors import Conflict, InvalidInput, NotARepository, NotInitialized
 
-from .conftest import git
+from .conftest import Cli, git, snapshot
 
 
 def test_root_is_found_from_a_subdirectory_and_from_a_linked_worktree(env_root: Path) -> None:
@@ -92,15 +92,22 @@ def test_the_gitignore_keeps_runtime_state_out_of_commits(env_root: Path) -> Non
         assert runtime not in status
 
 
-def test_open_refuses_a_backend_it_does_not_support(env_root: Path) -> None:
+def test_local_only_commands_refuse_the_git_backend(env_root: Path, cli: Cli) -> None:
     config = env_root / ".stigmergy" / "config.yaml"
     config.write_text(
         config.read_text()
         .replace("backend: local", "backend: git")
         .replace("remote: null", "remote: origin")
     )
-    with pytest.raises(Exception, match="backend 'git' is not supported"):
-        open_environment(env_root, None, {})
+    assert open_environment(env_root, None, {}).config.remote == "origin"
+    before = snapshot(env_root)
+    result = cli("task", "retry", "x", cwd=env_root)
+    assert result.code == 1
+    assert result.err.strip() == (
+        "error: `stigmergy task retry` does not work with the git backend yet (remote "
+        "'origin'); see docs/distributed.md for the commands that do"
+    )
+    assert snapshot(env_root) == before
 
 
 def test_root_discovery_from_files_agrees_with_git(env_root: Path, tmp_path: Path) -> None:

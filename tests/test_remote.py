@@ -395,3 +395,29 @@ def test_an_import_lands_all_its_tasks_or_none(tmp_path: Path) -> None:
     listed = _remote_tasks(clone)
     assert sorted(listed) == ["a", "b", "old"]
     assert listed["b"]["depends_on"] == ["a", "old"]
+
+
+_RACE_OR_RESOLVE = """case "$STIGMERGY_TASK_ID" in
+  *.conflict) printf 'resolved\\n' > same.txt ;;
+  *) sleep 2; printf '%s\\n' "$STIGMERGY_TASK_ID" > same.txt ;;
+esac"""
+
+
+def test_a_conflict_across_machines_becomes_a_task_that_resolves_it(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clones = [_clone(tmp_path, bare.as_uri(), f"machine{k}") for k in range(2)]
+    for task_id in ("x", "y"):
+        _run(clones[0], "task", "add", f"Write {task_id}", "--id", task_id)
+    agents = _agents(clones, "--exec", _RACE_OR_RESOLVE, "--idle-exit", "4")
+    outputs = [agent.communicate(timeout=120)[0] for agent in agents]
+    listed = _remote_tasks(clones[0])
+    conflicts = [t for t in listed if t.endswith(".conflict")]
+    assert len(conflicts) == 1, outputs
+    original = conflicts[0].removesuffix(".conflict")
+    assert {t: listed[t]["status"] for t in listed} == dict.fromkeys(listed, "done"), outputs
+    result = listed[original]["result"]
+    assert isinstance(result, dict)
+    assert result["merged"] is True  # completed by its conflict task
+    assert result["merged_by"] == conflicts[0]
+    assert git(bare, "show", "main:same.txt") == "resolved"
+    assert "<<<<<<<" not in git(bare, "show", "main:same.txt")

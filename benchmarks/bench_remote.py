@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -47,6 +48,7 @@ from _common import (
 from stigmergy_cli import tasks
 from stigmergy_cli.claims import NothingClaimable
 from stigmergy_cli.environment import open_environment
+from stigmergy_cli.remote import PushResult, Update
 from stigmergy_cli.remote_pool import RemotePool
 
 MACHINES = 4
@@ -87,13 +89,22 @@ class Daemon:
         self.proc.wait()
 
 
-Timings = tuple[str, list[float], list[float]]
+Timings = tuple[str, list[float], list[float], int]
 
 
 def worker(root: str, agent: str, gate: Barrier, out: Queue[Timings]) -> None:
     env = open_environment(Path(root), None, {})
     pool = RemotePool(env.layout, env.config)
     pool.refresh()
+    pushes = 0
+    push = pool.remote.push
+
+    def counted(updates: Sequence[Update]) -> PushResult:
+        nonlocal pushes
+        pushes += 1
+        return push(updates)
+
+    pool.remote.push = counted  # type: ignore[method-assign]
     claim_times: list[float] = []
     finish_times: list[float] = []
     gate.wait(timeout=120)
@@ -107,7 +118,7 @@ def worker(root: str, agent: str, gate: Barrier, out: Queue[Timings]) -> None:
         pool.land(held, agent, None, None, time.time())
         claim_times.append(claimed - start)
         finish_times.append(time.perf_counter() - claimed)
-    out.put((agent, claim_times, finish_times))
+    out.put((agent, claim_times, finish_times, pushes))
 
 
 def one_size(machines: list[Path], bare: Path, agents: int, n_tasks: int) -> None:
@@ -135,9 +146,10 @@ def one_size(machines: list[Path], bare: Path, agents: int, n_tasks: int) -> Non
     for proc in procs:
         proc.join(timeout=60)
     wall = time.perf_counter() - wall
-    claims = [t for _, c, _ in results for t in c]
-    finishes = [t for _, _, f in results for t in f]
-    per_agent = sorted(len(c) for _, c, _ in results)
+    claims = [t for _, c, _, _ in results for t in c]
+    finishes = [t for _, _, f, _ in results for t in f]
+    per_agent = sorted(len(c) for _, c, _, _ in results)
+    lost_races = sum(p for *_, p in results) - 2 * sum(per_agent)
     actives: Counter[str] = Counter()
     for tid in ids:
         log = subprocess.run(
@@ -157,7 +169,10 @@ def one_size(machines: list[Path], bare: Path, agents: int, n_tasks: int) -> Non
         f"{total / wall:.1f} tasks/s claimed and finished ({wall:.1f} s incl. process start); "
         f"per agent {per_agent[0]}-{per_agent[-1]}; exactly once: {'yes' if once else 'NO'}"
     )
-    print(f"   (the {n_tasks} tasks were added in one atomic push: {secs(added)})")
+    print(
+        f"   {lost_races} pushes lost a race ({lost_races / max(1, sum(per_agent)):.2f} per "
+        f"task); the {n_tasks} tasks were added in one atomic push in {secs(added)}"
+    )
     if not once:
         raise BenchError(f"tasks claimed more than once: {[t for t in ids if actives[t] != 1]}")
 

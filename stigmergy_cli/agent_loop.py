@@ -33,6 +33,8 @@ from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
 from stigmergy_cli.locks import NotOwner
 from stigmergy_cli.tasks import Task
 
+_UNREACHABLE_MAX = 60.0  # seconds: the longest wait before trying an unreachable pool again
+
 
 @dataclass(frozen=True)
 class AgentOptions:
@@ -95,6 +97,7 @@ class Agent:
         self._backoff = 0.0
         self._watching = False  # idle and said so in the heartbeat
         self._limited_streak = 0  # rate limits in a row: each doubles the wait
+        self._unreachable = 0  # failed claims in a row (the pool unreachable): same idea
         # Whether the worktree's HEAD is known to be kept already (see results.prepare): not
         # at start, since a previous run may have left anything there.
         self._head_kept = False
@@ -194,6 +197,15 @@ class Agent:
                     return
                 self._wait_for_change(idle_since)
                 continue
+            except StigmergyError as exc:  # the pool is unreachable for now (a remote's network)
+                if self.options.once:
+                    raise
+                self._unreachable += 1
+                wait = min(_UNREACHABLE_MAX, 2.0 ** (self._unreachable - 1))
+                self._backoff = wait * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+                self.say(f"cannot claim: {exc}; trying again in {self._backoff:.0f}s")
+                continue
+            self._unreachable = 0
             idle_since = None
             self._watching = False
             self._work(claimed)

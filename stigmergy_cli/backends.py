@@ -5,6 +5,7 @@ these through the `Backend` protocol.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -279,7 +280,8 @@ class RemoteBackend:
         return [f"{a.task}: {a.kind} ({a.reason})" for a in report.actions]
 
     def signature(self) -> object:
-        self.pool.refresh()
+        with contextlib.suppress(StigmergyError):  # unreachable: wait on; the claim will say
+            self.pool.refresh()
         return gitops.run(
             ["for-each-ref", "--format=%(objectname)", self.pool.remote.cache], self.env.layout.root
         ).stdout

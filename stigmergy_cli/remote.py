@@ -125,6 +125,17 @@ class Remote:
             raise RemoteUnreachable(f"cannot push to remote {self.name!r}: {_last_line(err)}")
         return PushResult(rejected)
 
+    def ref(self, ref: str) -> str | None:
+        """What the remote holds at `ref` now (None: absent), asked directly (one round trip)."""
+        code, out, err = self._git(["ls-remote", self.name, ref])
+        if code != 0:
+            raise RemoteUnreachable(f"cannot reach remote {self.name!r}: {_last_line(err)}")
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                return sha
+        return None
+
     def url(self) -> str | None:
         code, out, _ = self._git(["remote", "get-url", self.name])
         return out.strip() if code == 0 else None

@@ -41,7 +41,9 @@ from stigmergy_cli.remote import (
     RESULTS,
     SALVAGE,
     TASKS,
+    PushResult,
     Remote,
+    RemoteUnreachable,
     Update,
 )
 from stigmergy_cli.store import TaskRecord
@@ -241,7 +243,7 @@ class RemotePool:
         # Tasks on the remote depend only on tasks that existed before them: no cycle there.
         deps.check_acyclic({t.id: t for t in batch}, lambda _tid: None)
         commits = {task.id: self._task_commit(task, "pending", None) for task in batch}
-        pushed = self.remote.push(
+        pushed = self._push(
             [Update(TASKS + tid, commit, MUST_NOT_EXIST) for tid, commit in commits.items()]
         )
         if not pushed.ok:
@@ -253,6 +255,22 @@ class RemotePool:
             )
         self._note({TASKS + tid: commit for tid, commit in commits.items()})
         return [TaskRecord(task, "pending", self.layout) for task in batch]
+
+    def _push(self, updates: list[Update]) -> PushResult:
+        """Push `updates` (all or none). If the connection broke mid-push, the outcome is
+        unknown: it is read back from the remote rather than pushed again blindly. The first
+        update's new value is unique to this push, so it says whether the push was applied."""
+        try:
+            return self.remote.push(updates)
+        except RemoteUnreachable:
+            first = updates[0]
+            try:
+                applied = self.remote.ref(first.ref) == first.new
+            except RemoteUnreachable:
+                applied = False
+            if applied:
+                return PushResult({})
+            raise
 
     def _note(self, pushed: dict[str, str | None]) -> None:
         """Record in the cache what a push that succeeded changed (None: deleted), so the
@@ -357,7 +375,7 @@ class RemotePool:
         claim = self._claim_commit(task.id, owner, None)
         active = task.evolve(updated_at=now)
         moved = self._task_commit(active, "active", task_commit)
-        result = self.remote.push(
+        result = self._push(
             [
                 Update(TASKS + task.id, moved, task_commit),
                 Update(CLAIMS + task.id, claim, MUST_NOT_EXIST),
@@ -372,7 +390,7 @@ class RemotePool:
         """Push a new claim commit on top of ours: False (and `lost`) if the claim was broken."""
         owner = dict(held.owner, renewed_at=now)
         commit = self._claim_commit(held.task.id, owner, held.claim_commit)
-        if not self.remote.push([Update(CLAIMS + held.task.id, commit, held.claim_commit)]).ok:
+        if not self._push([Update(CLAIMS + held.task.id, commit, held.claim_commit)]).ok:
             held.lost = True
             return False
         held.claim_commit = commit
@@ -385,7 +403,7 @@ class RemotePool:
         """Move our task to `state` and drop our claim in one push, with `extra` updates;
         NotOwner if the push was refused (the claim is not ours, or an extra lease failed)."""
         commit = self._task_commit(task, state, held.task_commit)
-        result = self.remote.push(
+        result = self._push(
             [
                 Update(TASKS + task.id, commit, held.task_commit),
                 Update(CLAIMS + task.id, None, held.claim_commit),
@@ -552,7 +570,7 @@ class RemotePool:
         if result is not None:
             gitops.update_ref(self.layout.root, ref, result, reason="stigmergy salvage")
             with contextlib.suppress(StigmergyError):
-                self.remote.push([Update(ref, result, None)])
+                self._push([Update(ref, result, None)])
             detail += f"; work kept at {ref}"
         events.append(
             self.layout.events,
@@ -620,10 +638,9 @@ class RemotePool:
         if found is not None and found[0].state == "active":
             task, state = _after_failure(found[0].task, self.cfg, now, why)
             kind = "reclaimed" if state == "pending" else "failed"
-            updates.append(
-                Update(TASKS + task_id, self._task_commit(task, state, found[1]), found[1])
-            )
-        if not self.remote.push(updates).ok:
+            moved = self._task_commit(task, state, found[1])
+            updates.insert(0, Update(TASKS + task_id, moved, found[1]))  # unique: see _push
+        if not self._push(updates).ok:
             return None  # renewed, landed or broken by someone else meanwhile
         events.append(
             self.layout.events, events.SWEPT, now, task=task_id, agent=claim.agent, reason=why

@@ -421,3 +421,20 @@ def test_a_conflict_across_machines_becomes_a_task_that_resolves_it(tmp_path: Pa
     assert result["merged_by"] == conflicts[0]
     assert git(bare, "show", "main:same.txt") == "resolved"
     assert "<<<<<<<" not in git(bare, "show", "main:same.txt")
+
+
+def test_an_agent_waits_out_an_unreachable_remote(tmp_path: Path, daemon: Daemon) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, daemon.url("origin.git"), "machine")
+    daemon.kill()
+    (agent,) = _agents([clone], "--exec", WRITE_FILE, "--idle-exit", "15")
+    time.sleep(2)  # it finds the server gone: it says so and waits, it does not exit
+    assert agent.poll() is None
+    daemon.start()
+    adder = _clone(tmp_path, daemon.url("origin.git"), "other")
+    _run(adder, "task", "add", "After the outage", "--id", "later")
+    _wait_for(lambda: _trailers(bare)["later"] == 1, 90, "the task to land")
+    agent.send_signal(signal.SIGINT)
+    out, _ = agent.communicate(timeout=60)
+    assert "cannot claim" in out, out
+    assert "later: merged" in out, out

@@ -284,7 +284,9 @@ class RemotePool:
 
     # -- claiming --------------------------------------------------------------------------
 
-    def _owner(self, agent: str, attempt: int, now: float) -> dict[str, Any]:
+    def _owner(
+        self, agent: str, attempt: int, now: float, lease: float | None = None
+    ) -> dict[str, Any]:
         return {
             "agent": agent,
             "host": socket.gethostname(),
@@ -292,7 +294,7 @@ class RemotePool:
             "token": f"{attempt}.{os.urandom(6).hex()}",
             "claimed_at": now,
             "renewed_at": now,
-            "lease": self.cfg.lease,
+            "lease": lease or self.cfg.lease,
         }
 
     def _claim_commit(self, task_id: str, owner: dict[str, Any], parent: str | None) -> str:
@@ -308,8 +310,10 @@ class RemotePool:
         can_take: Callable[[Task], bool] = lambda _task: True,
         wake_threshold: float | None = None,
         refresh: bool = True,
+        lease: float | None = None,
     ) -> Held:
-        """Claim the best ready task for `agent`; NothingClaimable if there is none."""
+        """Claim the best ready task for `agent`; NothingClaimable if there is none. `lease`:
+        how long the claim may go unrenewed (default agent.lease)."""
         if refresh:
             self.refresh()
         found, _ = self.records()
@@ -338,7 +342,7 @@ class RemotePool:
             )
         for entry in candidates:
             task = entry.record.task
-            held = self._take(task, found[task.id][1], agent, now)
+            held = self._take(task, found[task.id][1], agent, now, lease)
             if held is not None:
                 held.dependants = tuple(
                     r.task.id
@@ -359,19 +363,21 @@ class RemotePool:
             "no task is ready on the remote" if not candidates else "every ready task was taken"
         )
 
-    def claim_named(self, task_id: str, agent: str, now: float) -> Held:
+    def claim_named(self, task_id: str, agent: str, now: float, lease: float | None = None) -> Held:
         """Claim one task by id (refused unless it is pending, ready and unclaimed)."""
         self.refresh()
         record, commit = self.get(task_id)
         if record.state != "pending":
             raise Conflict(f"task {task_id!r} is {record.state}, not pending")
-        held = self._take(record.task, commit, agent, now)
+        held = self._take(record.task, commit, agent, now, lease)
         if held is None:
             raise Conflict(f"task {task_id!r} was claimed by someone else")
         return held
 
-    def _take(self, task: Task, task_commit: str, agent: str, now: float) -> Held | None:
-        owner = self._owner(agent, task.attempts + 1, now)
+    def _take(
+        self, task: Task, task_commit: str, agent: str, now: float, lease: float | None
+    ) -> Held | None:
+        owner = self._owner(agent, task.attempts + 1, now, lease)
         claim = self._claim_commit(task.id, owner, None)
         active = task.evolve(updated_at=now)
         moved = self._task_commit(active, "active", task_commit)
@@ -397,6 +403,81 @@ class RemotePool:
         held.owner = owner
         return True
 
+    def transition(
+        self,
+        task_id: str,
+        *,
+        allowed: tuple[str, ...],
+        to_state: str,
+        change: Callable[[Task], Task],
+        now: float,
+        verb: str,
+    ) -> TaskRecord:
+        """`task cancel` and `task retry`: a task in one of the `allowed` states (never one an
+        agent holds) changed and moved, expected at the commit just fetched."""
+        self.refresh()
+        record, commit = self.get(task_id)
+        if record.state not in allowed or record.state == "active":
+            allowed = tuple(a for a in allowed if a != "active")
+            raise Conflict(
+                f"cannot {verb} task {task_id!r}: it is {record.state} "
+                f"(only {' or '.join(allowed)} tasks can be)"
+            )
+        task = change(record.task).evolve(updated_at=now)
+        moved = self._task_commit(task, to_state, commit)
+        if not self._push([Update(TASKS + task_id, moved, commit)]).ok:
+            raise Conflict(f"task {task_id!r} changed on the remote meanwhile; look again")
+        self._note({TASKS + task_id: moved})
+        return TaskRecord(task, to_state, self.layout)
+
+    # -- claims held across processes (agents that drive themselves) ----------------------
+
+    def _held_path(self, agent: str, task_id: str) -> Path:
+        return self.layout.cache / "remote-held" / agent / f"{task_id}.json"
+
+    def remember(self, agent: str, held: Held) -> None:
+        """Keep what the next command of a self-driving agent needs to push for this claim."""
+        path = self._held_path(agent, held.task.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "task": held.task.to_dict(),
+            "task_commit": held.task_commit,
+            "claim_commit": held.claim_commit,
+            "token": held.token,
+            "owner": held.owner,
+        }
+        atomic.write_json(path, doc)
+
+    def recall(self, agent: str, task_id: str, token: str | None) -> Held:
+        """The claim `agent` took on `task_id` from this clone; NotOwner if it has none."""
+        try:
+            doc = json.loads(self._held_path(agent, task_id).read_bytes())
+            held = Held(
+                tasks.task_from_dict(doc["task"], expected_id=task_id),
+                str(doc["task_commit"]),
+                str(doc["claim_commit"]),
+                str(doc["token"]),
+                dict(doc["owner"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError, InvalidInput) as exc:
+            raise NotOwner(
+                f"agent {agent!r} holds no claim on {task_id!r} from this clone"
+            ) from exc
+        if token is not None and token != held.token:
+            raise NotOwner(f"token {token!r} is not the one on {task_id!r}")
+        return held
+
+    def forget(self, agent: str, task_id: str) -> None:
+        self._held_path(agent, task_id).unlink(missing_ok=True)
+
+    def held_by(self, agent: str) -> list[Held]:
+        folder = self.layout.cache / "remote-held" / agent
+        found = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            with contextlib.suppress(NotOwner):
+                found.append(self.recall(agent, path.stem, None))
+        return found
+
     # -- giving back -----------------------------------------------------------------------
 
     def _settle(self, held: Held, task: Task, state: str, extra: list[Update]) -> None:
@@ -421,21 +502,26 @@ class RemotePool:
                 notes[update.ref] = update.new
         self._note(notes)
 
-    def give_back(self, held: Held, agent: str, why: str, now: float, *, skip: bool) -> None:
+    def give_back(
+        self, held: Held, agent: str, why: str | None, now: float, *, skip: bool
+    ) -> TaskRecord:
+        """Back to pending unfinished; `skip` counts it as passed over (skip_count)."""
         task = held.task
         if skip:
             task = task.evolve(skip_count=task.skip_count + 1)
-        self._settle(held, task.evolve(updated_at=now), "pending", [])
+        task = task.evolve(updated_at=now)
+        self._settle(held, task, "pending", [])
         events.append(
             self.layout.events, events.RELEASED, now, task=task.id, agent=agent, reason=why
         )
+        return TaskRecord(task, "pending", self.layout)
 
-    def fail(self, held: Held, agent: str, why: str, now: float) -> str:
+    def fail(self, held: Held, agent: str, why: str | None, now: float) -> TaskRecord:
         """Count a failed attempt: back to pending, or failed after max_attempts."""
         task, state = _after_failure(held.task, self.cfg, now, why)
         self._settle(held, task, state, [])
         events.append(self.layout.events, events.FAILED, now, task=task.id, agent=agent, reason=why)
-        return state
+        return TaskRecord(task, state, self.layout)
 
     # -- landing ---------------------------------------------------------------------------
 
@@ -682,7 +768,7 @@ def _parse_task(name: str, subject: str, body: str) -> tuple[Task, str]:
     return tasks.task_from_dict(json.loads(body), expected_id=name), state
 
 
-def _after_failure(task: Task, cfg: Config, now: float, why: str) -> tuple[Task, str]:
+def _after_failure(task: Task, cfg: Config, now: float, why: str | None) -> tuple[Task, str]:
     result = {"outcome": "failed", "reason": why, "finished_at": now}
     return claims.requeue_after_failure(task, cfg, now, result)
 

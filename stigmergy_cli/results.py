@@ -62,10 +62,17 @@ def save_leftovers(
 
 
 def prepare(
-    layout: Layout, cfg: Config, agent: str, task: Task, now: float, *, head_kept: bool = False
+    layout: Layout,
+    cfg: Config,
+    agent: str,
+    task: Task,
+    now: float,
+    *,
+    head_kept: bool = False,
+    target_ref: str | None = None,
 ) -> Path:
     """The agent's worktree, ready for `task` (see prepare_at)."""
-    return prepare_at(layout, cfg, agent, task, now, head_kept=head_kept)[0]
+    return prepare_at(layout, cfg, agent, task, now, head_kept=head_kept, target_ref=target_ref)[0]
 
 
 def prepare_at(

@@ -101,10 +101,10 @@ def test_local_only_commands_refuse_the_git_backend(env_root: Path, cli: Cli) ->
     )
     assert open_environment(env_root, None, {}).config.remote == "origin"
     before = snapshot(env_root)
-    result = cli("task", "retry", "x", cwd=env_root)
+    result = cli("task", "boost", "x", cwd=env_root)
     assert result.code == 1
     assert result.err.strip() == (
-        "error: `stigmergy task retry` does not work with the git backend yet (remote "
+        "error: `stigmergy task boost` does not work with the git backend yet (remote "
         "'origin'); see docs/distributed.md for the commands that do"
     )
     assert snapshot(env_root) == before

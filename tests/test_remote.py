@@ -369,10 +369,27 @@ def test_an_unreachable_remote_is_one_clear_line(tmp_path: Path, daemon: Daemon)
         assert "remote 'origin'" in lines[0], (args, proc.stderr)
 
 
+def test_cancel_and_retry_through_the_remote(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    here, there = (_clone(tmp_path, bare.as_uri(), name) for name in ("here", "there"))
+    _run(here, "task", "add", "Maybe", "--id", "m")
+    _run(here, "task", "cancel", "m")
+    assert _remote_tasks(there)["m"]["status"] == "cancelled"
+    again = _run(there, "task", "cancel", "m", check=False)
+    assert again.returncode == 1
+    assert "it is cancelled" in again.stderr
+    _run(there, "task", "retry", "m")
+    assert _remote_tasks(here)["m"]["status"] == "pending"
+    _run(here, "task", "claim", "m", "--agent", "s1")
+    held = _run(there, "task", "cancel", "m", check=False)
+    assert held.returncode == 1
+    assert "it is active" in held.stderr
+
+
 def test_commands_without_git_support_refuse_it(tmp_path: Path) -> None:
     bare = _origin(tmp_path)
     clone = _clone(tmp_path, bare.as_uri(), "machine")
-    proc = _run(clone, "task", "cancel", "x", check=False)
+    proc = _run(clone, "task", "boost", "x", check=False)
     assert proc.returncode == 1
     assert "does not work with the git backend" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -438,3 +455,35 @@ def test_an_agent_waits_out_an_unreachable_remote(tmp_path: Path, daemon: Daemon
     out, _ = agent.communicate(timeout=60)
     assert "cannot claim" in out, out
     assert "later: merged" in out, out
+
+
+def test_a_self_driving_agent_claims_renews_and_lands_through_the_remote(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    here, there = (_clone(tmp_path, bare.as_uri(), name) for name in ("here", "there"))
+    for task_id in ("a", "b", "c"):
+        _run(here, "task", "add", f"Task {task_id}", "--id", task_id, "--priority", "high")
+    claimed = json.loads(_run(here, "task", "claim", "a", "--agent", "s1", "--json").stdout)
+    assert claimed["status"] == "active"
+    first_claim = _claim_of(bare, "a")
+    assert first_claim
+    _run(here, "agent", "heartbeat", "--id", "s1")  # a lease-checked push of a new claim commit
+    assert _claim_of(bare, "a") not in ("", first_claim)
+    # Another machine holds no claim on it: it can neither land nor give it back.
+    for args in (("task", "done", "a"), ("task", "release", "a")):
+        refused = _run(there, *args, "--agent", "s1", check=False)
+        assert refused.returncode == 1
+        assert "holds no claim on 'a' from this clone" in refused.stderr
+    (Path(claimed["worktree"]) / "a.txt").write_text("from a session\n")
+    landed = _run(here, "task", "done", "a", "--agent", "s1")
+    assert "merged into main" in landed.stdout
+    assert git(bare, "show", "main:a.txt") == "from a session"
+    assert _claim_of(bare, "a") == ""
+    _run(here, "task", "claim", "b", "--agent", "s1")
+    _run(here, "task", "release", "b", "--agent", "s1")
+    _run(here, "task", "claim", "c", "--agent", "s1")
+    failed = _run(here, "task", "fail", "c", "--agent", "s1", "--reason", "no luck")
+    assert "attempt 1 of 3" in failed.stdout
+    listed = _remote_tasks(there)
+    assert {t: listed[t]["status"] for t in "abc"} == {"a": "done", "b": "pending", "c": "pending"}
+    assert listed["b"]["skip_count"] == 1
+    assert listed["c"]["attempts"] == 1

@@ -277,17 +277,27 @@ def _simple_transition(
     event: str,
     change: Callable[[Task], Task] = lambda task: task,
 ) -> None:
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     at = now()
-    record = env.store.transition(
-        task_id,
-        allowed=allowed,
-        to_state=to_state,
-        change=change,
-        who=whoami(),
-        now=at,
-        verb=verb,
-    )
+    if env.config.backend == "git":
+        record = _remote(env).transition(
+            tasks.validate_id(task_id),
+            allowed=allowed,
+            to_state=to_state,
+            change=change,
+            now=at,
+            verb=verb,
+        )
+    else:
+        record = env.store.transition(
+            task_id,
+            allowed=allowed,
+            to_state=to_state,
+            change=change,
+            who=whoami(),
+            now=at,
+            verb=verb,
+        )
     events.append(env.layout.events, event, at, task=task_id, by=whoami(), state=record.state)
     console.say(f"{task_id} is now {record.state}.")
 
@@ -369,7 +379,7 @@ def claim(
     """Claim a task for an agent that drives itself; exit 1 if nothing is claimable."""
     from stigmergy_cli import sessions  # git and worktrees: only for the commands that use them
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     claimed = sessions.claim(env, agent, task_id, role=role, now=now())
     if as_json:
         console.emit_json(claimed)
@@ -391,7 +401,9 @@ def release(
     """Give a claimed task back unfinished (counts as a skip, not a failed attempt)."""
     from stigmergy_cli import sessions
 
-    record = sessions.release(open_env(ctx), agent, task_id, token=token, now=now())
+    record = sessions.release(
+        open_env(ctx, git_backend=True), agent, task_id, token=token, now=now()
+    )
     console.say(f"{task_id} is {record.state} again.")
 
 
@@ -409,7 +421,7 @@ def fail(
     """Record a failed attempt: the task goes back to pending, or to failed at its limit."""
     from stigmergy_cli import sessions
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     record = sessions.fail(env, agent, task_id, token=token, reason=reason, now=now())
     console.say(
         f"{task_id} failed (attempt {record.task.attempts} of "
@@ -422,7 +434,7 @@ def done(ctx: typer.Context, task_id: TaskId, *, agent: AgentOpt, token: TokenOp
     """Verify and merge the work in the agent's worktree (for agents that drive themselves)."""
     from stigmergy_cli import sessions
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     outcome = sessions.done(env, agent, task_id, token=token, now=now())
     messages = {
         "merged": f"{task_id} merged into {env.config.target} ({outcome.merge_commit}).",

@@ -487,3 +487,22 @@ def test_a_self_driving_agent_claims_renews_and_lands_through_the_remote(tmp_pat
     assert {t: listed[t]["status"] for t in "abc"} == {"a": "done", "b": "pending", "c": "pending"}
     assert listed["b"]["skip_count"] == 1
     assert listed["c"]["attempts"] == 1
+
+
+def test_a_malformed_task_ref_is_skipped_with_its_name(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, bare.as_uri(), "machine")
+    _run(clone, "task", "add", "Fine", "--id", "ok")
+    empty_tree = git(bare, "hash-object", "-w", "-t", "tree", "/dev/null")
+    for name, message in (
+        ("junk", "stigmergy task junk: pending\n\n{not json"),
+        ("liar", "stigmergy task someone-else: pending\n\n{}"),
+        ("odd", "stigmergy task odd: exploded\n\n{}"),
+    ):
+        commit = git(bare, "commit-tree", empty_tree, "-m", message)
+        git(bare, "update-ref", f"refs/stigmergy/tasks/{name}", commit)
+    proc = _run(clone, "task", "list", "--refresh", "--json")
+    assert [t["id"] for t in json.loads(proc.stdout)] == ["ok"]
+    warned = proc.stderr.strip().splitlines()
+    assert len(warned) == 3
+    assert all("refs/stigmergy/tasks/" in line for line in warned), warned

@@ -20,6 +20,7 @@ from typing import Any
 from stigmergy_cli import claims, events, gitops, locks, signals, tasks
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, GitError, StigmergyError
+from stigmergy_cli.paths import Layout
 from stigmergy_cli.store import TaskRecord, TaskStore
 from stigmergy_cli.tasks import Task
 
@@ -99,7 +100,7 @@ def integrate(
     with locks.integration_lock(layout):
         info = locks.inspect(layout, task_id)
         if info is None or info.owner is None or info.owner.token != token:
-            return _salvage(store, task_id, agent, token, result, now)
+            return salvage(store.layout, task_id, agent, token, result, now)
         record = store.get(task_id)
         if record.state != "active":
             raise Conflict(f"task {task_id!r} is {record.state}, not active")
@@ -137,18 +138,19 @@ def integrate(
     return outcome
 
 
-def _salvage(
-    store: TaskStore, task_id: str, agent: str, token: str, result: str | None, now: float
+def salvage(
+    layout: Layout, task_id: str, agent: str, token: str, result: str | None, now: float
 ) -> Outcome:
-    """A claim that is no longer ours: keep the work where nobody will merge it by accident."""
+    """A claim that is no longer ours: keep the work where nobody will merge it by accident
+    (refs/stigmergy/salvage/<task>/<token>), and say so in the event log."""
     ref = f"{SALVAGE}{task_id}/{token}"
     if result is not None:
-        gitops.update_ref(store.layout.root, ref, result, reason=f"stigmergy salvage of {task_id}")
+        gitops.update_ref(layout.root, ref, result, reason=f"stigmergy salvage of {task_id}")
     detail = (
         f"claim lost before merging; work kept at {ref}" if result else "claim lost before merging"
     )
     events.append(
-        store.layout.events,
+        layout.events,
         events.FAILED,
         now,
         task=task_id,

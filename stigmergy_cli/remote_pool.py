@@ -91,7 +91,7 @@ class Held:
 
 @dataclass
 class SweepAction:
-    kind: str  # reclaimed | failed | noted
+    kind: str  # reclaimed (back to pending) | failed (out of attempts)
     task: str
     reason: str
     agent: str | None = None
@@ -649,26 +649,13 @@ class RemotePool:
         return merge.Outcome("merged", task.id, result, merge_commit=new)
 
     def _salvage(self, held: Held, agent: str, result: str | None, now: float) -> merge.Outcome:
-        """Our claim was broken: keep the work under a salvage ref (here and on the remote)."""
-        task_id = held.task.id
-        ref = f"{SALVAGE}{task_id}/{held.token}"
-        detail = "claim lost before merging"
+        """Our claim was broken: keep the work under a salvage ref, here and on the remote."""
+        outcome = merge.salvage(self.layout, held.task.id, agent, held.token, result, now)
         if result is not None:
-            gitops.update_ref(self.layout.root, ref, result, reason="stigmergy salvage")
-            with contextlib.suppress(StigmergyError):
-                self._push([Update(ref, result, None)])
-            detail += f"; work kept at {ref}"
-        events.append(
-            self.layout.events,
-            events.FAILED,
-            now,
-            task=task_id,
-            agent=agent,
-            reason=detail,
-            salvage=ref,
-        )
+            with contextlib.suppress(StigmergyError):  # kept here whatever the network does
+                self._push([Update(f"{SALVAGE}{held.task.id}/{held.token}", result, None)])
         held.lost = True
-        return merge.Outcome("fenced", task_id, result, detail=detail)
+        return outcome
 
     # -- the sweep -------------------------------------------------------------------------
 

@@ -79,12 +79,16 @@ def run(
     except FileNotFoundError as exc:
         raise GitError("git is not installed or not on PATH") from exc
     except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {' '.join(args)} timed out after {timeout:g}s") from exc
+        raise GitError(f"{_command(args)} timed out after {timeout:g}s") from exc
     if check and proc.returncode != 0:
-        raise GitError(
-            f"git {' '.join(args)} failed ({proc.returncode}): {_last_line(proc.stderr)}"
-        )
+        raise GitError(f"{_command(args)} failed ({proc.returncode}): {_last_line(proc.stderr)}")
     return proc
+
+
+def _command(args: Sequence[str], limit: int = 120) -> str:
+    """The command for a message: a push of many refs would otherwise make it megabytes."""
+    text = " ".join(["git", *args])
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def maintain(root: Path) -> None:

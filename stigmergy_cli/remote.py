@@ -10,6 +10,7 @@ result, a salvage) are pushed without a lease.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,7 +115,33 @@ class Remote:
                 specs.append(f"{update.new or ''}:{update.ref}")
             else:
                 specs.append(f"+{update.new}:{update.ref}" if update.new else f":{update.ref}")
-        code, out, err = self._git([*args, self.name, *specs])
+        return self._result(*self._git([*args, self.name, *specs]))
+
+    def create_all(self, prefix: str, commits: dict[str, str]) -> PushResult:
+        """Create `prefix + name` → commit for every entry, all or none, each only if absent.
+
+        For batches of thousands: git matches explicit refspecs against each other in
+        quadratic time (4,000 take 13 s), so the commits are staged under a local namespace
+        and pushed with one glob refspec (4,000 take 0.8 s). The push is not forced and every
+        commit is a root commit, so it can only create: it cannot fast-forward a ref that
+        exists, and the server checks that each ref is still absent (the old value a push
+        names) under the ref's lock.
+        """
+        if not prefix.startswith(TASKS):  # claims and branches are always lease-checked
+            raise ValueError(f"create_all is for new tasks, not {prefix}")
+        stage = f"refs/stigmergy-stage/{os.urandom(6).hex()}/"
+        lines = "".join(f"create {stage}{name} {commit}\n" for name, commit in commits.items())
+        gitops.run(["update-ref", "--stdin"], self.root, stdin=lines)
+        try:
+            args = ["push", "--porcelain", "--atomic", "--no-verify", "--quiet", self.name]
+            result = self._result(*self._git([*args, f"{stage}*:{prefix}*"]))
+        finally:
+            drop = "".join(f"delete {stage}{name}\n" for name in commits)
+            gitops.run(["update-ref", "--stdin"], self.root, stdin=drop, check=False)
+        return result
+
+    def _result(self, code: int, out: str, err: str) -> PushResult:
+        """What a `git push --porcelain` said: the refs it refused, or RemoteUnreachable."""
         rejected = {}
         for line in out.splitlines():
             flag, _, rest = line.partition("\t")

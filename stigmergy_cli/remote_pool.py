@@ -22,6 +22,7 @@ import json
 import os
 import random
 import socket
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -218,8 +219,34 @@ class RemotePool:
         )
 
     def _task_commit(self, task: Task, state: str, parent: str | None) -> str:
-        body = json.dumps(task.to_dict(), sort_keys=True, separators=(",", ":"))
-        return self._commit(f"{_SUBJECT}{task.id}: {state}\n\n{body}\n", parent)
+        return self._commit(_task_message(task, state), parent)
+
+    def _new_task_commits(self, batch: list[Task]) -> dict[str, str]:
+        """A first (pending) commit for each task of `batch`, made by two git processes
+        whatever its size: `commit-tree` costs one process per commit, which made an import
+        of 1,000 tasks take seconds. The objects are written by `git hash-object -t commit`,
+        which checks their format as commit-tree would."""
+        if len(batch) < 4:
+            return {task.id: self._task_commit(task, "pending", None) for task in batch}
+        root = self.layout.root
+        ident = gitops.run([*gitops.identity(root), "var", "GIT_COMMITTER_IDENT"], root)
+        header = f"tree {self._tree()}\nauthor {ident.stdout.strip()}\ncommitter "
+        header += f"{ident.stdout.strip()}\n\n"
+        self.layout.cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.layout.cache, prefix=".commits-") as tmp:
+            paths = []
+            for k, task in enumerate(batch):
+                path = Path(tmp) / str(k)
+                path.write_bytes((header + _task_message(task, "pending")).encode())
+                paths.append(str(path))
+            made = gitops.run(
+                ["hash-object", "-t", "commit", "-w", "--stdin-paths"],
+                root,
+                stdin="\n".join(paths) + "\n",
+            ).stdout.split()
+        if len(made) != len(batch):
+            raise StigmergyError(f"git made {len(made)} commits for {len(batch)} tasks")
+        return {task.id: commit for task, commit in zip(batch, made, strict=True)}
 
     def add(self, task: Task) -> TaskRecord:
         """Publish a new task (refused if the id exists, or a dependency does not)."""
@@ -242,13 +269,19 @@ class RemotePool:
                 raise InvalidInput(f"task {task.id!r}: unknown dependency {missing[0]!r}")
         # Tasks on the remote depend only on tasks that existed before them: no cycle there.
         deps.check_acyclic({t.id: t for t in batch}, lambda _tid: None)
-        commits = {task.id: self._task_commit(task, "pending", None) for task in batch}
-        pushed = self._push(
-            [Update(TASKS + tid, commit, MUST_NOT_EXIST) for tid, commit in commits.items()]
-        )
+        commits = self._new_task_commits(batch)
+        try:
+            pushed = self.remote.create_all(TASKS, commits)
+        except RemoteUnreachable:  # the outcome is unknown: read it back (see _push)
+            first, commit = next(iter(commits.items()))
+            if self.remote.ref(TASKS + first) != commit:
+                raise
+            pushed = PushResult({})
         if not pushed.ok:
             taken = sorted(
-                ref.removeprefix(TASKS) for ref, why in pushed.rejected.items() if "stale" in why
+                ref.removeprefix(TASKS)
+                for ref, why in pushed.rejected.items()
+                if "atomic" not in why  # the others were refused because of these
             )
             raise Conflict(
                 f"task {(taken or sorted(ids))[0]!r} already exists on remote {self.remote.name!r}"
@@ -744,6 +777,11 @@ class RemotePool:
 
 def _as_float(value: Any, default: float) -> float:
     return float(value) if isinstance(value, (int, float)) and value > 0 else default
+
+
+def _task_message(task: Task, state: str) -> str:
+    body = json.dumps(task.to_dict(), sort_keys=True, separators=(",", ":"))
+    return f"{_SUBJECT}{task.id}: {state}\n\n{body}\n"
 
 
 def _parse_task(name: str, subject: str, body: str) -> tuple[Task, str]:

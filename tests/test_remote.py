@@ -506,3 +506,34 @@ def test_a_malformed_task_ref_is_skipped_with_its_name(tmp_path: Path) -> None:
     warned = proc.stderr.strip().splitlines()
     assert len(warned) == 3
     assert all("refs/stigmergy/tasks/" in line for line in warned), warned
+
+
+def test_a_batch_of_new_tasks_is_created_all_or_none_by_the_server(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, bare.as_uri(), "machine")
+    _run(clone, "task", "add", "Taken", "--id", "b")
+    env = open_environment(clone, None, {})
+    pool = RemotePool(env.layout, env.config)
+    empty = git(clone, "hash-object", "-w", "-t", "tree", "/dev/null")
+    commits = {
+        name: git(clone, "commit-tree", empty, "-m", f"stigmergy task {name}: pending")
+        for name in ("a", "b", "c")
+    }
+    # Straight to the server, as a machine whose cache has not seen "b" yet would.
+    refused = pool.remote.create_all("refs/stigmergy/tasks/", commits)
+    assert not refused.ok
+    assert "refs/stigmergy/tasks/b" in refused.rejected
+    for name in ("a", "c"):
+        assert _claim_of(bare, name) == ""
+        assert (
+            subprocess.run(
+                ["git", "rev-parse", "-q", "--verify", f"refs/stigmergy/tasks/{name}"],
+                cwd=bare,
+                check=False,
+                capture_output=True,
+            ).returncode
+            != 0
+        ), f"{name} was created"
+    assert git(clone, "for-each-ref", "refs/stigmergy-stage/") == ""  # staging cleaned up
+    with pytest.raises(ValueError, match="not refs/stigmergy/claims/"):
+        pool.remote.create_all(CLAIMS, commits)

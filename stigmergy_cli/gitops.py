@@ -91,6 +91,37 @@ def _command(args: Sequence[str], limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
+def commit_messages(cwd: Path, commits: Sequence[str]) -> dict[str, str]:
+    """The message of each commit, read by one `git cat-file --batch` whatever their number;
+    a commit that is missing, or not a commit, is left out."""
+    import subprocess
+
+    proc = subprocess.run(
+        ["git", *_NO_AUTO_MAINTENANCE, "cat-file", "--batch"],
+        cwd=cwd,
+        env=git_env(),
+        input="".join(f"{sha}\n" for sha in commits).encode(),
+        capture_output=True,
+        timeout=DEFAULT_TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise GitError(f"git cat-file --batch failed: {_last_line(proc.stderr.decode())}")
+    out, found, at = proc.stdout, {}, 0
+    while at < len(out):
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if len(header) != 3:  # "<sha> missing"
+            continue
+        size = int(header[2])
+        if header[1] == b"commit":
+            raw = out[at : at + size].decode("utf-8", "replace")
+            found[header[0].decode()] = raw.partition("\n\n")[2]
+        at += size + 1
+    return found
+
+
 def maintain(root: Path) -> None:
     """The housekeeping git would do after a commit (`gc --auto`: packs loose objects once
     there are many, in the background); nothing when there is nothing to do."""

@@ -174,18 +174,58 @@ class RemotePool:
             name = parts[k].lstrip("\n").removeprefix(prefix)
             yield name, parts[k + 1], parts[k + 2], parts[k + 3]
 
+    @property
+    def _parsed_path(self) -> Path:
+        return self.layout.cache / f"remote-{self.remote.name}.tasks.json"
+
     def records(self) -> tuple[dict[str, tuple[TaskRecord, str]], list[str]]:
-        """Every cached task as (record, commit), and the refs that could not be read."""
+        """Every cached task as (record, commit), and the refs that could not be read.
+
+        A task commit never changes, so what it parsed to is kept by commit id: a listing
+        reads the ref names and commits (one `for-each-ref`), and only commits not seen
+        before are read (one `cat-file --batch`) and validated.
+        """
+        prefix = f"{self.remote.cache}tasks/"
+        listing = gitops.run(
+            ["for-each-ref", "--format=%(objectname) %(refname)", prefix], self.layout.root
+        ).stdout
+        refs = []
+        for line in listing.splitlines():
+            sha, _, ref = line.partition(" ")
+            refs.append((ref.removeprefix(prefix), sha))
+        known = self._load_parsed()
+        parsed: dict[str, tuple[Task, str]] = {}
+        for name, sha in refs:
+            entry = known.get(sha)
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                if entry is not None and (task := Task.from_native(entry[1])).id == name:
+                    parsed[sha] = (task, str(entry[0]))
+        missing = [sha for _, sha in refs if sha not in parsed]
+        messages = gitops.commit_messages(self.layout.root, missing) if missing else {}
         found: dict[str, tuple[TaskRecord, str]] = {}
         problems = []
-        for name, commit, subject, body in self._refs("tasks"):
-            try:
-                task, state = _parse_task(name, subject, body)
-            except (InvalidInput, ValueError) as exc:
-                problems.append(f"{TASKS}{name}: {exc}")
-                continue
-            found[name] = (TaskRecord(task, state, self.layout), commit)
+        for name, sha in refs:
+            if sha not in parsed:
+                subject, _, body = messages.get(sha, "").partition("\n\n")
+                try:
+                    parsed[sha] = _parse_task(name, subject, body)
+                except (InvalidInput, ValueError) as exc:
+                    problems.append(f"{TASKS}{name}: {exc}")
+                    continue
+            task, state = parsed[sha]
+            found[name] = (TaskRecord(task, state, self.layout), sha)
+        if missing or len(parsed) != len(known):
+            fresh = {sha: [state, task.to_native()] for sha, (task, state) in parsed.items()}
+            with contextlib.suppress(OSError):
+                atomic.write_json(self._parsed_path, fresh, durable=False)
         return found, problems
+
+    def _load_parsed(self) -> dict[str, list[Any]]:
+        try:
+            doc = json.loads(self._parsed_path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
 
     def claims(self) -> dict[str, RemoteClaim]:
         found = {}

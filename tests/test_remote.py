@@ -536,3 +536,22 @@ def test_a_batch_of_new_tasks_is_created_all_or_none_by_the_server(tmp_path: Pat
     assert git(clone, "for-each-ref", "refs/stigmergy-stage/") == ""  # staging cleaned up
     with pytest.raises(ValueError, match="not refs/stigmergy/claims/"):
         pool.remote.create_all(CLAIMS, commits)
+
+
+def test_a_damaged_listing_cache_is_read_past(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, bare.as_uri(), "machine")
+    for task_id in ("a", "b"):
+        _run(clone, "task", "add", f"Task {task_id}", "--id", task_id)
+    assert sorted(_remote_tasks(clone)) == ["a", "b"]  # fills the cache of parsed tasks
+    cache = clone / ".stigmergy" / "cache" / "remote-origin.tasks.json"
+    parsed = json.loads(cache.read_text())
+    assert len(parsed) == 2
+    first = next(iter(parsed))
+    parsed[first] = ["pending", ["not", "a", "task"]]
+    cache.write_text(json.dumps(parsed))
+    assert sorted(_remote_tasks(clone)) == ["a", "b"]
+    cache.write_text("{torn")
+    proc = _run(clone, "task", "list", "--json")
+    assert sorted(t["id"] for t in json.loads(proc.stdout)) == ["a", "b"]
+    assert proc.stderr == ""

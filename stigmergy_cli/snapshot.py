@@ -10,9 +10,10 @@ from stigmergy_cli import events, heartbeats, locks, pool, signals
 from stigmergy_cli.config import Config
 from stigmergy_cli.paths import STATES, Layout
 from stigmergy_cli.pool import Entry
-from stigmergy_cli.store import TaskStore
+from stigmergy_cli.store import TaskRecord, TaskStore
 
 RECENT_EVENTS = 12
+REMOTE_CACHE_AGE = 2.0  # seconds: a dashboard refreshing every second fetches every other time
 READY_SHOWN = 10
 PRESSURE_SHOWN = 8
 
@@ -72,17 +73,58 @@ class Snapshot:
         }
 
 
-def take(layout: Layout, store: TaskStore, cfg: Config, now: float) -> Snapshot:
-    """Read tasks, claims, heartbeats and the tail of the event log at `now`."""
+@dataclass(frozen=True)
+class _Claim:
+    agent: str
+    claimed_at: float | None
+    renewed_at: float | None  # the holder's last renewal, by its clock (git backend)
+
+
+def _local(store: TaskStore, now: float) -> tuple[list[TaskRecord], int, dict[str, _Claim]]:
     scan = store.scan(now)
+    held = {
+        info.task_id: _Claim(info.owner.agent, info.owner.claimed_at, None)
+        for info in locks.list_locks(store.layout)
+        if info.owner
+    }
+    return scan.records, len(scan.problems), held
+
+
+def _remote(layout: Layout, cfg: Config) -> tuple[list[TaskRecord], int, dict[str, _Claim]]:
+    from stigmergy_cli.remote_pool import RemotePool  # git backend only
+
+    remote = RemotePool(layout, cfg)
+    remote.refresh(max_age=REMOTE_CACHE_AGE)
+    found, unreadable = remote.records()
+    held = {
+        task_id: _Claim(
+            claim.agent, _time(claim.owner, "claimed_at"), _time(claim.owner, "renewed_at")
+        )
+        for task_id, claim in remote.claims().items()
+    }
+    return [record for record, _ in found.values()], len(unreadable), held
+
+
+def _time(owner: dict[str, Any], key: str) -> float | None:
+    value = owner.get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def take(layout: Layout, store: TaskStore, cfg: Config, now: float) -> Snapshot:
+    """Read tasks, claims, heartbeats and the tail of the event log at `now`.
+
+    With the git backend, tasks and claims come from the remote (through the local cache,
+    fetched when older than REMOTE_CACHE_AGE), and agents of other machines are listed from
+    the claims they hold; heartbeats and events are this machine's.
+    """
+    records, problems, held = _remote(layout, cfg) if cfg.backend == "git" else _local(store, now)
     field = signals.Field(layout, cfg.pressure).pressures(now)
-    entries = pool.build(scan.records, now, cfg.pressure, field)
+    entries = pool.build(records, now, cfg.pressure, field)
     by_id = {e.record.task.id: e for e in entries}
     counts = Counter(e.record.state for e in entries)
-    claims = [info for info in locks.list_locks(layout) if info.owner]
-    claim_started = {info.task_id: info.owner.claimed_at for info in claims if info.owner}
+    claim_started = {task_id: claim.claimed_at for task_id, claim in held.items()}
     # What an agent holds, for agents whose heartbeat does not say (a session between calls).
-    held_by = {info.owner.agent: info.task_id for info in claims if info.owner}
+    held_by = {claim.agent: task_id for task_id, claim in held.items()}
     agents = []
     for info in heartbeats.list_agents(layout):
         beat = info.beat
@@ -109,6 +151,25 @@ def take(layout: Layout, store: TaskStore, cfg: Config, now: float) -> Snapshot:
                 kind=beat.kind,
             )
         )
+    here = {a.agent for a in agents}
+    for task_id, claim in sorted(held.items()):
+        if claim.agent in here or claim.renewed_at is None:
+            continue  # a local agent, already listed from its heartbeat
+        entry = by_id.get(task_id)
+        agents.append(
+            AgentView(
+                agent=claim.agent,
+                state="remote",  # on another machine: its claim renewals say it is there
+                status="working",
+                task=task_id,
+                task_title=entry.record.task.title if entry else None,
+                seconds_on_task=now - claim.claimed_at if claim.claimed_at else None,
+                seconds_since_seen=now - claim.renewed_at,
+                done=0,
+                failed=0,
+                kind="remote",
+            )
+        )
     recent, merged, conflicts = _tail(layout)
     return Snapshot(
         target=cfg.target,
@@ -122,7 +183,7 @@ def take(layout: Layout, store: TaskStore, cfg: Config, now: float) -> Snapshot:
             key=lambda e: -e.pressure,
         )[:PRESSURE_SHOWN],
         recent=recent,
-        problems=len(scan.problems),
+        problems=problems,
         claims=len(claim_started),
         merged=merged,
         conflicts=conflicts,

@@ -555,3 +555,18 @@ def test_a_damaged_listing_cache_is_read_past(tmp_path: Path) -> None:
     proc = _run(clone, "task", "list", "--json")
     assert sorted(t["id"] for t in json.loads(proc.stdout)) == ["a", "b"]
     assert proc.stderr == ""
+
+
+def test_status_shows_the_remote_pool_and_agents_of_other_machines(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    here, there = (_clone(tmp_path, bare.as_uri(), name) for name in ("here", "there"))
+    for task_id in ("a", "b"):
+        _run(here, "task", "add", f"Task {task_id}", "--id", task_id)
+    _run(there, "task", "claim", "a", "--agent", "far-away")
+    time.sleep(2.1)  # the dashboard's cache of the remote is younger than 2 s otherwise
+    snap = json.loads(_run(here, "status", "--json").stdout)
+    assert snap["tasks"]["pending"] == 1
+    assert snap["tasks"]["active"] == 1
+    assert snap["claims"] == 1
+    (agent,) = snap["agents"]
+    assert (agent["agent"], agent["state"], agent["task"]) == ("far-away", "remote", "a")

@@ -136,7 +136,7 @@ def status(
     """Agents, tasks by state, the ready queue, the pressure map and recent events."""
     from stigmergy_cli import snapshot
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     snap = snapshot.take(env.layout, env.store, env.config, now())
     if as_json:
         console.emit_json(snap.to_json())
@@ -156,7 +156,7 @@ def watch(
 
     from stigmergy_cli import snapshot
 
-    env = open_env(ctx)
+    env = open_env(ctx, git_backend=True)
     out = console.console()
 
     def frame() -> RenderableType:

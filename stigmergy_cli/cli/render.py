@@ -246,7 +246,9 @@ def dashboard(snap: Snapshot) -> RenderableType:
     for column in ("AGENT", "STATE", "STATUS", "TASK", "FOR", "DONE", "FAILED"):
         agents.add_column(column, no_wrap=column != "TASK", overflow="ellipsis")
     for a in snap.agents:
-        style = {"alive": "green", "stale": "yellow", "gone": "dim"}.get(a.state, "red")
+        style = {"alive": "green", "remote": "cyan", "stale": "yellow", "gone": "dim"}.get(
+            a.state, "red"
+        )
         task = f"{a.task}: {a.task_title}" if a.task and a.task_title else (a.task or "-")
         agents.add_row(
             a.agent,

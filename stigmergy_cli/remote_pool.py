@@ -51,6 +51,7 @@ from stigmergy_cli.store import TaskRecord
 from stigmergy_cli.tasks import Task
 
 _SUBJECT = "stigmergy task "
+_CLAIM_LOOKS = 3  # fetches per claim at most: after a lost race the view is stale
 _LAND_RETRIES = 12  # the target moved under us: merge again onto its new tip
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
@@ -386,10 +387,58 @@ class RemotePool:
         lease: float | None = None,
     ) -> Held:
         """Claim the best ready task for `agent`; NothingClaimable if there is none. `lease`:
-        how long the claim may go unrenewed (default agent.lease)."""
-        if refresh:
-            self.refresh()
-        found, _ = self.records()
+        how long the claim may go unrenewed (default agent.lease).
+
+        A lost race means the fetched view is stale (others claimed meanwhile), so before the
+        next push the agent looks again: a fetch costs less than pushes that are bound to
+        lose. The last look tries every candidate it has.
+        """
+        candidates: list[pool.Entry] = []
+        for look in range(_CLAIM_LOOKS):
+            if refresh or look:
+                self.refresh()
+            found, _ = self.records()
+            candidates = self._candidates(found, agent, role, now, can_take)
+            if wake_threshold is not None and candidates and candidates[0].score < wake_threshold:
+                raise NothingClaimable(
+                    f"best task scores {candidates[0].score:.2f}, below the wake threshold"
+                )
+            for entry in candidates:
+                task = entry.record.task
+                held = self._take(task, found[task.id][1], agent, now, lease)
+                if held is not None:
+                    held.dependants = tuple(
+                        r.task.id
+                        for r, _ in found.values()
+                        if r.state == "pending" and task.id in r.task.depends_on
+                    )
+                    events.append(
+                        self.layout.events,
+                        events.CLAIMED,
+                        now,
+                        task=task.id,
+                        agent=agent,
+                        token=held.token,
+                        remote=self.remote.name,
+                    )
+                    return held
+                if look < _CLAIM_LOOKS - 1:
+                    break  # stale: look again
+            else:
+                break  # every candidate tried
+        raise NothingClaimable(
+            "no task is ready on the remote" if not candidates else "every ready task was taken"
+        )
+
+    def _candidates(
+        self,
+        found: dict[str, tuple[TaskRecord, str]],
+        agent: str,
+        role: str | None,
+        now: float,
+        can_take: Callable[[Task], bool],
+    ) -> list[pool.Entry]:
+        """Ready, unclaimed tasks `agent` may take, best first."""
         taken = self.claims()
         entries = pool.build([r for r, _ in found.values()], now, self.cfg.pressure)
         # Best score first, then oldest; among equals each agent has its own order, so agents
@@ -401,7 +450,7 @@ class RemotePool:
                 zlib.crc32(f"{agent}/{e.record.task.id}".encode()),
             )
         )
-        candidates = [
+        return [
             e
             for e in entries
             if e.ready
@@ -409,32 +458,6 @@ class RemotePool:
             and claims.eligible(e.record.task, role)
             and can_take(e.record.task)
         ]
-        if wake_threshold is not None and candidates and candidates[0].score < wake_threshold:
-            raise NothingClaimable(
-                f"best task scores {candidates[0].score:.2f}, below the wake threshold"
-            )
-        for entry in candidates:
-            task = entry.record.task
-            held = self._take(task, found[task.id][1], agent, now, lease)
-            if held is not None:
-                held.dependants = tuple(
-                    r.task.id
-                    for r, _ in found.values()
-                    if r.state == "pending" and task.id in r.task.depends_on
-                )
-                events.append(
-                    self.layout.events,
-                    events.CLAIMED,
-                    now,
-                    task=task.id,
-                    agent=agent,
-                    token=held.token,
-                    remote=self.remote.name,
-                )
-                return held
-        raise NothingClaimable(
-            "no task is ready on the remote" if not candidates else "every ready task was taken"
-        )
 
     def claim_named(self, task_id: str, agent: str, now: float, lease: float | None = None) -> Held:
         """Claim one task by id (refused unless it is pending, ready and unclaimed)."""

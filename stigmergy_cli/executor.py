@@ -95,6 +95,7 @@ def run(
                     _kill_group(proc, grace=0)
                     raise
                 if code is not None:
+                    _kill_stragglers(proc)
                     break
                 if timeout is not None and time.monotonic() - started > timeout:
                     timed_out = True
@@ -163,6 +164,15 @@ def _pump(
         tail.append(line)
         if on_line is not None:
             on_line(line.rstrip("\n"))
+
+
+def _kill_stragglers(proc: subprocess.Popen[bytes]) -> None:
+    """The executor exited: stop what it left running in its process group (a server it
+    started, a `cmd &`). Left alone, they would go on changing the worktree after its result
+    was committed, and keep the output pipe open. The group outlives its leader only while
+    it has members, so its id cannot have been reused."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:

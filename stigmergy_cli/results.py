@@ -88,15 +88,17 @@ def prepare_at(
     """The agent's worktree at the target's tip, and that tip, ready for `task` (a merge in
     progress for a conflict task), after keeping anything the previous task left behind.
 
-    `head_kept`: the caller knows the worktree's HEAD is already kept (it committed its last
-    result, or saved its leftovers), so a clean worktree needs no further look. `target_ref`:
-    where the target's tip is read (default: the local target branch).
+    `head_kept`: the caller knows the worktree's HEAD is already kept and the worktree clean
+    (it committed its last result, or saved its leftovers), so it needs no further look.
+    `target_ref`: where the target's tip is read (default: the local target branch).
     """
     worktree = worktrees.ensure(layout, agent, cfg.target)
     tip = gitops.ref_commit(layout.root, target_ref or f"refs/heads/{cfg.target}")
     if tip is None:
         raise GitError(f"target branch {cfg.target!r} has no commit")
-    clean = gitops.is_clean(worktree)
+    # A kept HEAD means the last task ended by committing everything (or keeping its
+    # leftovers), and its executor's stragglers were stopped: nothing can have changed since.
+    clean = head_kept or gitops.is_clean(worktree)
     if not (clean and head_kept):
         save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now, clean=clean)
     worktrees.reset(worktree, tip, untracked=not clean)

@@ -76,6 +76,19 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert not _alive(child)
 
 
+def test_what_an_executor_leaves_running_is_stopped_when_it_exits(tmp_path: Path) -> None:
+    started = time.monotonic()
+    # The straggler keeps the output pipe open, and would go on writing in the worktree.
+    result = _run(tmp_path, "(sleep 60; touch late) & echo $! > child.pid; echo done")
+    assert result.ok
+    assert time.monotonic() - started < executor.KILL_GRACE  # not waiting on its pipe
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
 def test_a_stop_request_ends_the_command(tmp_path: Path) -> None:
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()

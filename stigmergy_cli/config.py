@@ -20,6 +20,8 @@ BACKENDS = ("local", "git")
 STRATEGIES = ("exponential", "linear", "step", "stochastic")
 # git's own rules are richer (check-ref-format); this catches what can be checked offline.
 _BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[^\x00-\x20~^:?*\[\\\x7f]+(?<![./])$")
+# A git remote's name as stigmergy accepts it: no leading dash, no spaces or shell syntax.
+REMOTE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,10 @@ def parse(doc: Any, where: str, environ: Mapping[str, str] | None = None) -> Con
             f"{where}: 'agent.lease' ({values['agent.lease']:g}s) must be at least twice "
             f"'agent.heartbeat_interval' ({values['agent.heartbeat_interval']:g}s)"
         )
+    remote = values["remote"]
+    if remote is not None and not REMOTE_RE.fullmatch(remote):
+        # It is passed to git as an argument: "--upload-pack=..." must never get there.
+        raise ConfigError(f"{where}: 'remote' is not a git remote name: {remote!r}")
     if values["backend"] == "git" and not values["remote"]:
         raise ConfigError(f"{where}: 'backend: git' needs 'remote' (the name of a git remote)")
     return Config(

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from stigmergy_cli import gitops
+from stigmergy_cli.config import REMOTE_RE
 from stigmergy_cli.errors import InvalidInput, StigmergyError
 from stigmergy_cli.remote import MUST_NOT_EXIST, Remote, Update
 
@@ -16,7 +17,7 @@ def check(root: Path, name: str, target: str) -> None:
     """Refuse, with the reason, a remote the git backend cannot work with: unknown, unreachable,
     without the target branch, or refusing custom refs or atomic pushes. Leaves nothing behind
     on the remote."""
-    if name.startswith("-") or not name or any(c.isspace() for c in name):
+    if not REMOTE_RE.fullmatch(name):
         raise InvalidInput(f"invalid remote name {name!r}")
     remote = Remote(root, name, target)
     if remote.url() is None:

@@ -236,12 +236,17 @@ class RemoteBackend:
             agent, role=role, now=now, can_take=can_take, wake_threshold=wake_threshold
         )
         self._renewers[held.token] = _Renewer(self.pool, held, self.clock)
-        conflict = merge.conflict_of(held.task)
-        if conflict is not None:  # its worktree starts with the other machine's result merged
-            self.pool.fetch_result(conflict["task"])
-        path = self.task_file(held)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_bytes(path, held.task.to_yaml().encode(), durable=False)
+        try:
+            conflict = merge.conflict_of(held.task)
+            if conflict is not None:  # its worktree starts with the other machine's result
+                self.pool.fetch_result(conflict["task"])
+            path = self.task_file(held)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes(path, held.task.to_yaml().encode(), durable=False)
+        except (StigmergyError, OSError) as exc:  # not ready to work on it: give it back
+            with contextlib.suppress(StigmergyError):
+                self.give_back(held, agent, f"could not start: {exc}", now)
+            raise
         return held
 
     def _quiet(self, work: Work) -> Held:

@@ -247,7 +247,16 @@ def _finish(
     """Record the outcome on the task, move it to done, release the claim (integration lock
     held)."""
     task = record.task
-    result: dict[str, Any] = {
+    result = result_doc(outcome, agent, now, log)
+    store.write(record, task.evolve(result=result, updated_at=now), "done")
+    locks.remove(store.layout, task.id, token, agent)
+    if outcome.merged and task.type == CONFLICT_TYPE:
+        _complete_originals(store, cfg, task, outcome, now)
+
+
+def result_doc(outcome: Outcome, agent: str, now: float, log: str | None) -> dict[str, Any]:
+    """The `result:` a finished task records: what became of it, and where its work is."""
+    doc = {
         "outcome": outcome.kind,
         "agent": agent,
         "commit": outcome.result,
@@ -257,11 +266,7 @@ def _finish(
         "finished_at": now,
         "log": log,
     }
-    result = {key: value for key, value in result.items() if value is not None}
-    store.write(record, task.evolve(result=result, updated_at=now), "done")
-    locks.remove(store.layout, task.id, token, agent)
-    if outcome.merged and task.type == CONFLICT_TYPE:
-        _complete_originals(store, cfg, task, outcome, now)
+    return {key: value for key, value in doc.items() if value is not None}
 
 
 def _conflict_task(store: TaskStore, cfg: Config, task: Task, outcome: Outcome, now: float) -> str:

@@ -614,7 +614,7 @@ class RemotePool:
 
     def fail(self, held: Held, agent: str, why: str | None, now: float) -> TaskRecord:
         """Count a failed attempt: back to pending, or failed after max_attempts."""
-        task, state = _after_failure(held.task, self.cfg, now, why)
+        task, state = _after_failure(held.task, self.cfg, now, why, agent)
         self._settle(held, task, state, [])
         events.append(self.layout.events, events.FAILED, now, task=task.id, agent=agent, reason=why)
         return TaskRecord(task, state, self.layout)
@@ -667,7 +667,7 @@ class RemotePool:
                     )
             if outcome.merged:
                 updates += self._originals_merged(task, outcome, now)
-            done = task.evolve(updated_at=now, result=_result_doc(outcome, agent, now, log))
+            done = task.evolve(updated_at=now, result=merge.result_doc(outcome, agent, now, log))
             try:
                 self._settle(held, done, "done", updates)
             except NotOwner:
@@ -805,7 +805,7 @@ class RemotePool:
         updates = [Update(CLAIMS + task_id, None, claim.commit)]
         kind = "reclaimed"
         if found is not None and found[0].state == "active":
-            task, state = _after_failure(found[0].task, self.cfg, now, why)
+            task, state = _after_failure(found[0].task, self.cfg, now, why, claim.agent)
             kind = "reclaimed" if state == "pending" else "failed"
             moved = self._task_commit(task, state, found[1])
             updates.insert(0, Update(TASKS + task_id, moved, found[1]))  # unique: see _push
@@ -856,23 +856,13 @@ def _parse_task(name: str, subject: str, body: str) -> tuple[Task, str]:
     return tasks.task_from_dict(json.loads(body), expected_id=name), state
 
 
-def _after_failure(task: Task, cfg: Config, now: float, why: str | None) -> tuple[Task, str]:
-    result = {"outcome": "failed", "reason": why, "finished_at": now}
+def _after_failure(
+    task: Task, cfg: Config, now: float, why: str | None, agent: str
+) -> tuple[Task, str]:
+    """An attempt counted (see claims.requeue_after_failure), recorded as the local backend
+    records it."""
+    result = {"outcome": "failed", "agent": agent, "reason": why, "finished_at": now}
     return claims.requeue_after_failure(task, cfg, now, result)
-
-
-def _result_doc(outcome: merge.Outcome, agent: str, now: float, log: str | None) -> dict[str, Any]:
-    doc = {
-        "outcome": outcome.kind,
-        "agent": agent,
-        "commit": outcome.result,
-        "merge_commit": outcome.merge_commit,
-        "merged": outcome.merged,
-        "conflict_task": outcome.conflict_task,
-        "finished_at": now,
-        "log": log,
-    }
-    return {k: v for k, v in doc.items() if v is not None}
 
 
 def _conflict_task(task: Task, outcome: merge.Outcome, cfg: Config, now: float) -> Task:

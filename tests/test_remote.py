@@ -570,3 +570,25 @@ def test_status_shows_the_remote_pool_and_agents_of_other_machines(tmp_path: Pat
     assert snap["claims"] == 1
     (agent,) = snap["agents"]
     assert (agent["agent"], agent["state"], agent["task"]) == ("far-away", "remote", "a")
+
+
+def test_the_two_machines_example_runs(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parent.parent / "examples" / "two-machines.sh"
+    proc = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={
+            **os.environ,
+            "PATH": f"{STIGMERGY.parent}:{os.environ['PATH']}",
+            "TMPDIR": str(tmp_path),
+        },
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Imported 4 tasks." in proc.stdout
+    assert proc.stdout.count("merged (") == 4, proc.stdout
+    assert "parser by " in proc.stdout
+    assert "lexer by " in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # it cleans up after itself

@@ -459,15 +459,34 @@ class RemotePool:
             and can_take(e.record.task)
         ]
 
-    def claim_named(self, task_id: str, agent: str, now: float, lease: float | None = None) -> Held:
-        """Claim one task by id (refused unless it is pending, ready and unclaimed)."""
+    def claim_named(
+        self,
+        task_id: str,
+        agent: str,
+        now: float,
+        lease: float | None = None,
+        role: str | None = None,
+    ) -> Held:
+        """Claim one particular task, or say exactly why it cannot be claimed (as the local
+        backend does: its state and holder, its role, what it waits for)."""
         self.refresh()
-        record, commit = self.get(task_id)
+        found, _ = self.records()
+        if task_id not in found:
+            raise TaskNotFound(f"no task {task_id!r} on remote {self.remote.name!r}")
+        record, commit = found[task_id]
         if record.state != "pending":
-            raise Conflict(f"task {task_id!r} is {record.state}, not pending")
+            holder = self.claims().get(task_id)
+            by = f" by agent {holder.agent!r}" if holder else ""
+            raise NothingClaimable(f"task {task_id!r} is {record.state}{by}, not pending")
+        if not claims.eligible(record.task, role):
+            raise NothingClaimable(f"task {task_id!r} is for role {record.task.role!r}")
+        entries = pool.build([r for r, _ in found.values()], now, self.cfg.pressure)
+        blocked = next(e.blocked for e in entries if e.record.task.id == task_id)
+        if blocked is not None:
+            raise NothingClaimable(f"task {task_id!r} {blocked}")
         held = self._take(record.task, commit, agent, now, lease)
         if held is None:
-            raise Conflict(f"task {task_id!r} was claimed by someone else")
+            raise NothingClaimable(f"task {task_id!r} was just claimed by another agent")
         return held
 
     def _take(

@@ -82,7 +82,7 @@ def _claim_remote(
     if task_id is None:
         held = remote.claim_best(agent, role=role, now=now, lease=lease)
     else:
-        held = remote.claim_named(task_id, agent, now, lease=lease)
+        held = remote.claim_named(task_id, agent, now, lease=lease, role=role)
     remote.remember(agent, held)
     heartbeats.touch_session(
         env.layout, agent, role=role, task=held.task.id, status="working", now=now

@@ -592,3 +592,23 @@ def test_the_two_machines_example_runs(tmp_path: Path) -> None:
     assert "parser by " in proc.stdout
     assert "lexer by " in proc.stdout
     assert list(tmp_path.iterdir()) == []  # it cleans up after itself
+
+
+def test_a_named_claim_says_why_it_cannot_be_had(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, bare.as_uri(), "machine")
+    _run(clone, "task", "add", "First", "--id", "first")
+    _run(clone, "task", "add", "Second", "--id", "second", "--dep", "first")
+    _run(clone, "task", "add", "Review", "--id", "review", "--role", "reviewer")
+    for args, words in (
+        (("second",), "task 'second' waits for first (pending)"),
+        (("review",), "task 'review' is for role 'reviewer'"),
+        (("nothing",), "no task 'nothing' on remote 'origin'"),
+    ):
+        refused = _run(clone, "task", "claim", *args, "--agent", "s1", check=False)
+        assert refused.returncode == 1, refused
+        assert words in refused.stderr
+    _run(clone, "task", "claim", "first", "--agent", "s1")
+    taken = _run(clone, "task", "claim", "first", "--agent", "s2", check=False)
+    assert "task 'first' is active by agent 's1', not pending" in taken.stderr
+    assert _claim_of(bare, "second") == ""

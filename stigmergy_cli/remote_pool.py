@@ -809,8 +809,9 @@ class RemotePool:
                 seen.pop(task_id, None)
         for gone in set(seen) - set(current):
             seen.pop(gone)
-        if not dry_run:
-            self._save_seen(seen)
+        # Kept with --dry-run too: what this machine saw is an observation, not a change to
+        # the pool, and without it a dry run could never call a claim stale.
+        self._save_seen(seen)
         return report
 
     def _break(

@@ -177,7 +177,7 @@ class RemotePool:
 
     @property
     def _parsed_path(self) -> Path:
-        return self.layout.cache / f"remote-{self.remote.name}.tasks.json"
+        return self.layout.cache / f"remote-{self.remote.name}.tasks.jsonl"
 
     def records(self) -> tuple[dict[str, tuple[TaskRecord, str]], list[str]]:
         """Every cached task as (record, commit), and the refs that could not be read.
@@ -215,18 +215,43 @@ class RemotePool:
                     continue
             task, state = parsed[sha]
             found[name] = (TaskRecord(task, state, self.layout), sha)
-        if missing or len(parsed) != len(known):
-            fresh = {sha: [state, task.to_native()] for sha, (task, state) in parsed.items()}
-            with contextlib.suppress(OSError):
-                atomic.write_json(self._parsed_path, fresh, durable=False)
+        with contextlib.suppress(OSError):
+            self._remember_parsed(parsed, [sha for sha in missing if sha in parsed], len(known))
         return found, problems
 
     def _load_parsed(self) -> dict[str, list[Any]]:
+        """sha → [state, task as Task.to_native()], from an append-only file of JSON lines
+        (a torn or foreign line is skipped: that commit is read from git again)."""
+        known: dict[str, list[Any]] = {}
         try:
-            doc = json.loads(self._parsed_path.read_bytes())
-        except (OSError, ValueError):
-            return {}
-        return doc if isinstance(doc, dict) else {}
+            raw = self._parsed_path.read_bytes()
+        except OSError:
+            return known
+        for line in raw.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str):
+                    known[entry[0]] = entry[1:]
+        return known
+
+    def _remember_parsed(
+        self, parsed: dict[str, tuple[Task, str]], new: list[str], lines: int
+    ) -> None:
+        """Append what the new commits parsed to; rewrite the file once most of it is about
+        commits no ref points at any more. A listing of 10,000 tasks then writes a line per
+        changed task, not the whole file."""
+
+        def line(sha: str) -> str:
+            task, state = parsed[sha]
+            return json.dumps([sha, state, task.to_native()], separators=(",", ":")) + "\n"
+
+        if lines + len(new) > 2 * len(parsed) + 64:
+            text = "".join(line(sha) for sha in parsed)
+            atomic.write_bytes(self._parsed_path, text.encode(), durable=False)
+        elif new:
+            self.layout.cache.mkdir(parents=True, exist_ok=True)
+            with open(self._parsed_path, "a", encoding="utf-8") as out:
+                out.write("".join(line(sha) for sha in new))  # one write: appends do not mix
 
     def claims(self) -> dict[str, RemoteClaim]:
         found = {}

@@ -544,12 +544,12 @@ def test_a_damaged_listing_cache_is_read_past(tmp_path: Path) -> None:
     for task_id in ("a", "b"):
         _run(clone, "task", "add", f"Task {task_id}", "--id", task_id)
     assert sorted(_remote_tasks(clone)) == ["a", "b"]  # fills the cache of parsed tasks
-    cache = clone / ".stigmergy" / "cache" / "remote-origin.tasks.json"
-    parsed = json.loads(cache.read_text())
-    assert len(parsed) == 2
-    first = next(iter(parsed))
-    parsed[first] = ["pending", ["not", "a", "task"]]
-    cache.write_text(json.dumps(parsed))
+    cache = clone / ".stigmergy" / "cache" / "remote-origin.tasks.jsonl"
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 2
+    sha = json.loads(lines[0])[0]
+    # A line that parses but is not a task, and a torn one: both commits are read again.
+    cache.write_text(json.dumps([sha, "pending", ["not", "a", "task"]]) + "\n" + lines[1][:20])
     assert sorted(_remote_tasks(clone)) == ["a", "b"]
     cache.write_text("{torn")
     proc = _run(clone, "task", "list", "--json")
@@ -612,3 +612,27 @@ def test_a_named_claim_says_why_it_cannot_be_had(tmp_path: Path) -> None:
     taken = _run(clone, "task", "claim", "first", "--agent", "s2", check=False)
     assert "task 'first' is active by agent 's1', not pending" in taken.stderr
     assert _claim_of(bare, "second") == ""
+
+
+def test_the_cache_of_parsed_tasks_does_not_grow_without_bound(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, bare.as_uri(), "machine")
+    _run(clone, "task", "add", "Flip-flop", "--id", "f")
+    env = open_environment(clone, None, {})
+    pool = RemotePool(env.layout, env.config)
+    cache = clone / ".stigmergy" / "cache" / "remote-origin.tasks.jsonl"
+    for k in range(80):  # each change makes a new task commit, and leaves the old one stale
+        cancel = k % 2 == 0
+        pool.transition(
+            "f",
+            allowed=("pending",) if cancel else ("cancelled",),
+            to_state="cancelled" if cancel else "pending",
+            change=lambda task: task,
+            now=time.time(),
+            verb="flip",
+        )
+        pool.records()
+    assert len(cache.read_text().splitlines()) <= 2 + 64 + 1
+    found, problems = pool.records()
+    assert (sorted(found), problems) == (["f"], [])
+    assert found["f"][0].state == "pending"

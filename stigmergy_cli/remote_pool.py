@@ -18,6 +18,7 @@ the server no longer has. docs/distributed.md gives the guarantees and failure m
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -51,6 +52,7 @@ from stigmergy_cli.store import TaskRecord
 from stigmergy_cli.tasks import Task
 
 _SUBJECT = "stigmergy task "
+_LOOSE_REFS_MAX = 1000  # loose cache refs before they are packed
 _CLAIM_LOOKS = 3  # fetches per claim at most: after a lost race the view is stale
 _LAND_RETRIES = 12  # the target moved under us: merge again onto its new tip
 _BACKOFF_FIRST = 0.05
@@ -158,6 +160,22 @@ class RemotePool:
             with contextlib.suppress(OSError):
                 self.layout.cache.mkdir(parents=True, exist_ok=True)
                 atomic.write_bytes(self._fetch_stamp, b"", durable=False)
+            self._pack_cache_refs()
+
+    def _pack_cache_refs(self) -> None:
+        """Pack the cache's refs once thousands are loose files (the cache lock held).
+
+        git reads every loose ref on a fetch: with 13,000 of them a fetch that changed
+        nothing took 3.8 s, and 0.3 s once packed. New updates are loose again, few at a time.
+        """
+        loose = self.layout.root / ".git" / self.remote.cache / "tasks"
+        try:
+            with os.scandir(loose) as entries:
+                many = sum(1 for _ in itertools.islice(entries, _LOOSE_REFS_MAX)) >= _LOOSE_REFS_MAX
+        except OSError:
+            return  # nothing loose, or not a plain .git directory: git knows best
+        if many:
+            gitops.run(["pack-refs", "--all"], self.layout.root, check=False)
 
     def _refs(self, kind: str) -> Iterable[tuple[str, str, str, str]]:
         """(name, commit, subject, body) of each cached ref under `kind` (tasks, claims)."""
@@ -380,6 +398,8 @@ class RemotePool:
             lines.append(f"delete {cached}" if commit is None else f"update {cached} {commit}")
         with self._cache_lock():
             gitops.run(["update-ref", "--stdin"], self.layout.root, stdin="\n".join(lines) + "\n")
+            if len(lines) > 100:  # an import: maybe thousands of new loose refs
+                self._pack_cache_refs()
 
     # -- claiming --------------------------------------------------------------------------
 

@@ -636,3 +636,16 @@ def test_the_cache_of_parsed_tasks_does_not_grow_without_bound(tmp_path: Path) -
     found, problems = pool.records()
     assert (sorted(found), problems) == (["f"], [])
     assert found["f"][0].state == "pending"
+
+
+def test_thousands_of_cached_refs_are_packed(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, bare.as_uri(), "machine")
+    batch = tmp_path / "many.yaml"
+    batch.write_text("".join(f"- {{id: t{k:04d}, title: Task {k}}}\n" for k in range(1100)))
+    _run(clone, "task", "import", str(batch))
+    loose = clone / ".git" / "refs" / "stigmergy-cache" / "origin" / "tasks"
+    assert len(list(loose.iterdir()) if loose.exists() else []) < 1000
+    packed = (clone / ".git" / "packed-refs").read_text()
+    assert "refs/stigmergy-cache/origin/tasks/t1099" in packed
+    assert len(_remote_tasks(clone)) == 1100

@@ -225,8 +225,8 @@ class Agent:
         return self.stop.wait(seconds)
 
     def _wait_for_change(self, idle_since: float) -> None:
-        """Idle cheaply (two stat calls per poll) until the pool changes, a sweep is due, or
-        --idle-exit runs out."""
+        """Idle cheaply (two stat calls per look at a local pool, a fetch for a git remote)
+        until the pool changes, a sweep is due, or --idle-exit runs out."""
         before = self.backend.signature()
         # Said once on going idle, not on every wake-up: idle agents wake on each task another
         # agent finishes, and the background beat keeps the lease meanwhile.

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from stigmergy_cli import pool, sessions, tasks
 from stigmergy_cli.environment import Environment, open_environment
-from stigmergy_cli.errors import StigmergyError
+from stigmergy_cli.errors import ConfigError, StigmergyError
 
 try:
     from mcp.server import MCPServer
@@ -68,6 +68,11 @@ def build(root: str | None = None) -> Any:
     env = open_environment(
         Path.cwd(), root or os.environ.get("STIGMERGY_ROOT"), os.environ, time.time()
     )
+    if env.config.backend == "git":  # its listing tools read the local pool
+        raise ConfigError(
+            f"`stigmergy mcp` does not work with the git backend yet (remote "
+            f"{env.config.remote!r}); see docs/distributed.md for the commands that do"
+        )
     keepalive = _Keepalive(env)
     server = MCPServer(
         "stigmergy",

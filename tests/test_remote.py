@@ -389,10 +389,11 @@ def test_cancel_and_retry_through_the_remote(tmp_path: Path) -> None:
 def test_commands_without_git_support_refuse_it(tmp_path: Path) -> None:
     bare = _origin(tmp_path)
     clone = _clone(tmp_path, bare.as_uri(), "machine")
-    proc = _run(clone, "task", "boost", "x", check=False)
-    assert proc.returncode == 1
-    assert "does not work with the git backend" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    for args in (("task", "boost", "x"), ("mcp",)):
+        proc = _run(clone, *args, check=False)
+        assert proc.returncode == 1, (args, proc)
+        assert "does not work with the git backend" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_an_import_lands_all_its_tasks_or_none(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from stigmergy_cli import claims, defaults, signals, tasks
 from stigmergy_cli.config import Config, PressureConfig
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.environment import open_environment as _open
-from stigmergy_cli.errors import StigmergyError
+from stigmergy_cli.errors import ConfigError, StigmergyError
 from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
 from stigmergy_cli.locks import NotOwner
 
@@ -56,8 +56,18 @@ __all__ = [
 
 
 def open_environment(path: str | os.PathLike[str] = ".") -> Environment:
-    """Open the environment of the repository containing `path` (after `stigmergy init`)."""
-    return _open(Path(path), None, os.environ, time.time())
+    """Open the environment of the repository containing `path` (after `stigmergy init`).
+
+    The API works on the local pool: a repository set up for the git backend is refused
+    rather than served a pool that agents on other machines never see.
+    """
+    env = _open(Path(path), None, os.environ, time.time())
+    if env.config.backend == "git":
+        raise ConfigError(
+            f"the Python API does not work with the git backend yet (remote "
+            f"{env.config.remote!r}); see docs/distributed.md"
+        )
+    return env
 
 
 @dataclass

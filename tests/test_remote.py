@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 import stigmergy_cli
-from stigmergy_cli import remote
+from stigmergy_cli import api, remote
 from stigmergy_cli.environment import open_environment
+from stigmergy_cli.errors import ConfigError
 from stigmergy_cli.remote import CLAIMS, Update
 from stigmergy_cli.remote_pool import RemotePool
 
@@ -183,6 +184,7 @@ _CLAIMER = """
 import sys, time
 from pathlib import Path
 from stigmergy_cli.environment import open_environment
+from stigmergy_cli.errors import ConfigError
 from stigmergy_cli.remote_pool import RemotePool
 from stigmergy_cli.claims import NothingClaimable
 root, agent, gate = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
@@ -394,6 +396,8 @@ def test_commands_without_git_support_refuse_it(tmp_path: Path) -> None:
         assert proc.returncode == 1, (args, proc)
         assert "does not work with the git backend" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+    with pytest.raises(ConfigError, match="the Python API does not work with the git backend"):
+        api.open_environment(clone)
 
 
 def test_an_import_lands_all_its_tasks_or_none(tmp_path: Path) -> None:

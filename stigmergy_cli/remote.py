@@ -11,7 +11,6 @@ result, a salvage) are pushed without a lease.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,6 @@ class Remote:
         self.name = name
         self.target = target
         self.cache = f"refs/stigmergy-cache/{name}/"
-        self.fetched_at: float | None = None
 
     @property
     def cached_target(self) -> str:
@@ -101,8 +99,7 @@ class Remote:
             ]
         code, _, err = self._git([*args, self.name, *specs])
         if code != 0:
-            raise RemoteUnreachable(f"cannot fetch from remote {self.name!r}: {_last_line(err)}")
-        self.fetched_at = time.monotonic()
+            raise RemoteUnreachable(f"cannot fetch from remote {self.name!r}: {_reason(err)}")
 
     def push(self, updates: Sequence[Update]) -> PushResult:
         """Apply `updates` on the remote, all or none. Rejections are returned; a broken
@@ -149,14 +146,14 @@ class Remote:
                 refs, _, why = rest.partition("\t")
                 rejected[refs.rpartition(":")[2]] = why
         if code != 0 and not rejected:
-            raise RemoteUnreachable(f"cannot push to remote {self.name!r}: {_last_line(err)}")
+            raise RemoteUnreachable(f"cannot push to remote {self.name!r}: {_reason(err)}")
         return PushResult(rejected)
 
     def ref(self, ref: str) -> str | None:
         """What the remote holds at `ref` now (None: absent), asked directly (one round trip)."""
         code, out, err = self._git(["ls-remote", self.name, ref])
         if code != 0:
-            raise RemoteUnreachable(f"cannot reach remote {self.name!r}: {_last_line(err)}")
+            raise RemoteUnreachable(f"cannot reach remote {self.name!r}: {_reason(err)}")
         for line in out.splitlines():
             sha, _, name = line.partition("\t")
             if name == ref:
@@ -171,7 +168,7 @@ class Remote:
         """The remote's branches and their commits (one round trip)."""
         code, out, err = self._git(["ls-remote", "--heads", self.name])
         if code != 0:
-            raise RemoteUnreachable(f"cannot reach remote {self.name!r}: {_last_line(err)}")
+            raise RemoteUnreachable(f"cannot reach remote {self.name!r}: {_reason(err)}")
         found = {}
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")
@@ -179,6 +176,14 @@ class Remote:
         return found
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+def _reason(stderr: str) -> str:
+    """git's own words for a failure: its first "fatal:" line (what follows is advice such
+    as "Please make sure you have the correct access rights"), else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for k, line in enumerate(lines):
+        if line.startswith("fatal: "):
+            reason = line.removeprefix("fatal: ")
+            if reason.endswith(":") and k + 1 < len(lines):  # "unable to connect to host:"
+                reason = f"{reason} {lines[k + 1]}"
+            return reason
     return lines[-1] if lines else "no output from git"

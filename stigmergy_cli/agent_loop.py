@@ -150,6 +150,7 @@ class Agent:
             self._loop()
         finally:
             heart.stop()
+            self.backend.shutdown()
             events.append(
                 self.layout.events,
                 events.AGENT_STOPPED,
@@ -225,16 +226,18 @@ class Agent:
         return self.stop.wait(seconds)
 
     def _wait_for_change(self, idle_since: float) -> None:
-        """Idle cheaply (two stat calls per look at a local pool, a fetch for a git remote)
-        until the pool changes, a sweep is due, or --idle-exit runs out."""
+        """Idle cheaply until the pool changes, a sweep is due, or --idle-exit runs out: woken
+        by the kernel (inotify) on a local pool, else two stat calls per look; a fetch every
+        few seconds from a git remote."""
         before = self.backend.signature()
         # Said once on going idle, not on every wake-up: idle agents wake on each task another
         # agent finishes, and the background beat keeps the lease meanwhile.
         if self._heart is not None and not self._watching:
             self._heart.beat(status="idle", task=None)
             self._watching = True
-        while not self.stop.wait(self.backend.poll_interval):
-            if self.backend.signature() != before:
+        while not self.stop.is_set():
+            changed = self.backend.wait(self.backend.poll_interval, self.stop)
+            if changed and (self.stop.is_set() or self.backend.signature() != before):
                 return
             if self.cfg.sweep_interval and time.monotonic() >= self._next_sweep:
                 return

@@ -14,6 +14,7 @@ from typing import Protocol
 from stigmergy_cli import atomic, claims, gitops, merge, sweep
 from stigmergy_cli.claims import Claimed
 from stigmergy_cli.config import Config
+from stigmergy_cli.dirwatch import DirWatch
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import StigmergyError
 from stigmergy_cli.remote_pool import Held, RemotePool
@@ -74,6 +75,13 @@ class Backend(Protocol):
     def signature(self) -> object:
         """Changes when the pool does (idle agents compare it)."""
 
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        """Sleep up to `seconds` (less if `stop` is set); False if the pool certainly did not
+        change meanwhile, True if it may have."""
+
+    def shutdown(self) -> None:
+        """Let go of what the backend holds open (the agent is exiting)."""
+
     def target_ref(self) -> str:
         """The ref whose commit a worktree is reset to before a task."""
 
@@ -89,6 +97,9 @@ class LocalBackend:
         self.store = env.store
         self.cfg: Config = env.config
         self.poll_interval = self.cfg.poll_interval
+        # Opened now, before any signature is taken, so no change can slip between the two.
+        layout = env.layout
+        self._watch = DirWatch.open([layout.state_dir("pending"), layout.state_dir("done")])
 
     def claim(
         self,
@@ -168,6 +179,15 @@ class LocalBackend:
             except FileNotFoundError:
                 signature.append(0)
         return tuple(signature)
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        if self._watch is None:
+            return not stop.wait(seconds)
+        return self._watch.wait(seconds)  # the kernel wakes us the moment a task file moves
+
+    def shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
 
     def target_ref(self) -> str:
         return f"refs/heads/{self.cfg.target}"
@@ -295,6 +315,13 @@ class RemoteBackend:
         return gitops.run(
             ["for-each-ref", "--format=%(objectname)", self.pool.remote.cache], self.env.layout.root
         ).stdout
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        return not stop.wait(seconds)
+
+    def shutdown(self) -> None:
+        for token in list(self._renewers):
+            self._renewers.pop(token).close()
 
     def target_ref(self) -> str:
         return self.pool.remote.cached_target

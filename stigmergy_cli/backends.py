@@ -22,8 +22,11 @@ from stigmergy_cli.tasks import Task
 
 # Seconds between an idle agent's fetches from a git remote: 1.3 % of a core per idle agent
 # at 1 s (a fetch and a for-each-ref each time), 0.6 % at 2 s, against a new task picked up
-# within 2 s.
+# within 2 s. A pool that stays quiet is looked at less and less often, up to REMOTE_POLL_MAX:
+# hundreds of idle agents would otherwise be the server's largest load.
 REMOTE_POLL = 2.0
+REMOTE_POLL_MAX = 10.0
+_REMOTE_POLL_GROWTH = 1.5
 
 
 class Work(Protocol):
@@ -242,7 +245,8 @@ class RemoteBackend:
         self.pool = RemotePool(env.layout, env.config)
         self.clock = clock
         # Each look at an idle pool is a fetch from the server: not ten times a second.
-        self.poll_interval = max(self.cfg.poll_interval, REMOTE_POLL)
+        self.poll_interval = self._first_poll = max(self.cfg.poll_interval, REMOTE_POLL)
+        self._last_signature: object = None
         self._renewers: dict[str, _Renewer] = {}
 
     def _held(self, work: Work) -> Held:
@@ -312,9 +316,16 @@ class RemoteBackend:
     def signature(self) -> object:
         with contextlib.suppress(StigmergyError):  # unreachable: wait on; the claim will say
             self.pool.refresh()
-        return gitops.run(
+        signature = gitops.run(
             ["for-each-ref", "--format=%(objectname)", self.pool.remote.cache], self.env.layout.root
         ).stdout
+        if signature == self._last_signature:  # quiet: look again a little later next time
+            grown = self.poll_interval * _REMOTE_POLL_GROWTH
+            self.poll_interval = min(max(REMOTE_POLL_MAX, self._first_poll), grown)
+        else:
+            self.poll_interval = self._first_poll
+        self._last_signature = signature
+        return signature
 
     def wait(self, seconds: float, stop: threading.Event) -> bool:
         return not stop.wait(seconds)

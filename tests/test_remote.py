@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import stigmergy_cli
-from stigmergy_cli import api, remote
+from stigmergy_cli import api, backends, remote
 from stigmergy_cli.environment import open_environment
 from stigmergy_cli.errors import ConfigError
 from stigmergy_cli.remote import CLAIMS, Update
@@ -654,3 +654,18 @@ def test_thousands_of_cached_refs_are_packed(tmp_path: Path) -> None:
     packed = (clone / ".git" / "packed-refs").read_text()
     assert "refs/stigmergy-cache/origin/tasks/t1099" in packed
     assert len(_remote_tasks(clone)) == 1100
+
+
+def test_an_idle_agent_looks_at_a_quiet_remote_less_and_less_often(tmp_path: Path) -> None:
+    bare = _origin(tmp_path)
+    here, there = (_clone(tmp_path, bare.as_uri(), name) for name in ("here", "there"))
+    backend = backends.RemoteBackend(open_environment(here, None, {}), time.time)
+    looks = []
+    for _ in range(6):
+        backend.signature()
+        looks.append(backend.poll_interval)
+    assert looks == [2.0, 3.0, 4.5, 6.75, 10.0, 10.0]
+    _run(there, "task", "add", "Something new", "--id", "new")
+    backend.signature()
+    assert backend.poll_interval == backends.REMOTE_POLL  # a change: back to looking often
+    backend.shutdown()

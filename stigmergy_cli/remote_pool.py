@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from stigmergy_cli import atomic, claims, deps, events, gitops, merge, pool, tasks
+from stigmergy_cli.claims import NothingClaimable
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
 from stigmergy_cli.locks import NotOwner
@@ -59,10 +60,6 @@ _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
 
 
-class NothingClaimable(claims.NothingClaimable):
-    """No task on the remote is available to this agent right now."""
-
-
 @dataclass(frozen=True)
 class RemoteClaim:
     """A claim ref as last fetched: its commit, and the owner record it carries."""
@@ -87,10 +84,13 @@ class Held:
     task: Task
     task_commit: str
     claim_commit: str
-    token: str
-    owner: dict[str, Any]
+    owner: dict[str, Any]  # the record our claim commits carry; its token is our fence
     lost: bool = False
     dependants: tuple[str, ...] | None = None
+
+    @property
+    def token(self) -> str:
+        return str(self.owner["token"])
 
 
 @dataclass
@@ -550,7 +550,7 @@ class RemotePool:
         if not result.ok:
             return None
         self._note({TASKS + task.id: moved, CLAIMS + task.id: claim})
-        return Held(active, moved, claim, owner["token"], owner)
+        return Held(active, moved, claim, owner)
 
     def renew(self, held: Held, now: float) -> bool:
         """Push a new claim commit on top of ours: False (and `lost`) if the claim was broken."""
@@ -603,7 +603,6 @@ class RemotePool:
             "task": held.task.to_dict(),
             "task_commit": held.task_commit,
             "claim_commit": held.claim_commit,
-            "token": held.token,
             "owner": held.owner,
         }
         atomic.write_json(path, doc)
@@ -616,9 +615,9 @@ class RemotePool:
                 tasks.task_from_dict(doc["task"], expected_id=task_id),
                 str(doc["task_commit"]),
                 str(doc["claim_commit"]),
-                str(doc["token"]),
                 dict(doc["owner"]),
             )
+            held.token  # noqa: B018 - a record without a token is no claim of ours
         except (OSError, ValueError, KeyError, TypeError, InvalidInput) as exc:
             raise NotOwner(
                 f"agent {agent!r} holds no claim on {task_id!r} from this clone"
@@ -763,6 +762,8 @@ class RemotePool:
     def _originals_merged(self, task: Task, outcome: merge.Outcome, now: float) -> list[Update]:
         """A resolved conflict lands: the task it resolved (and so on up a chain of conflicts)
         is merged too, in the same push, each expected at the commit we last fetched."""
+        if merge.conflict_of(task) is None:
+            return []  # an ordinary task: no need to read the pool on every landing
         found, _ = self.records()
         updates = []
         current = task

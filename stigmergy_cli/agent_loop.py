@@ -8,7 +8,6 @@ without an attempt counted) and at once on the second.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from stigmergy_cli import (
     backends,
+    backoff,
     events,
     executor,
     gitops,
@@ -202,8 +202,7 @@ class Agent:
                 if self.options.once:
                     raise
                 self._unreachable += 1
-                wait = min(_UNREACHABLE_MAX, 2.0 ** (self._unreachable - 1))
-                self._backoff = wait * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+                self._backoff = backoff.delay(self._unreachable, 1.0, _UNREACHABLE_MAX)
                 self.say(f"cannot claim: {exc}; trying again in {self._backoff:.0f}s")
                 continue
             self._unreachable = 0
@@ -455,6 +454,6 @@ class Agent:
     def _set_backoff(self) -> None:
         """Capped exponential backoff with jitter, so rate-limited agents do not return together."""
         self._limited_streak += 1
-        base = self.cfg.rate_limit_backoff * 2 ** (self._limited_streak - 1)
-        capped = min(self.cfg.rate_limit_backoff_max, base)
-        self._backoff = capped * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+        self._backoff = backoff.delay(
+            self._limited_streak, self.cfg.rate_limit_backoff, self.cfg.rate_limit_backoff_max
+        )

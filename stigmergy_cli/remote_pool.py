@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import json
 import os
-import random
 import socket
 import tempfile
 import time
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import atomic, claims, deps, events, gitops, merge, pool, tasks
+from stigmergy_cli import atomic, backoff, claims, deps, events, gitops, merge, pool, tasks
 from stigmergy_cli.claims import NothingClaimable
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
@@ -112,12 +111,6 @@ class RemoteSweep:
             "watching": self.watching,
             "actions": [a.__dict__ for a in self.actions],
         }
-
-
-def _backoff(attempt: int) -> float:
-    """Capped exponential backoff with jitter: machines that collided do not collide again."""
-    capped: float = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**attempt)
-    return capped * random.uniform(0.5, 1.5)  # noqa: S311
 
 
 class RemotePool:
@@ -740,7 +733,8 @@ class RemotePool:
                 if mine is None or mine.commit != held.claim_commit:
                     return self._salvage(held, agent, result, now)
                 held.lost = False
-                time.sleep(_backoff(attempt))  # the target moved: merge again
+                # The target moved: merge again, after a wait that spreads the machines out.
+                time.sleep(backoff.delay(attempt + 1, _BACKOFF_FIRST, _BACKOFF_MAX, spread=0.5))
                 continue
             events.append(
                 self.layout.events,

@@ -34,9 +34,9 @@ from typing import Any
 
 from stigmergy_cli import claims, defaults, signals, tasks
 from stigmergy_cli.config import Config, PressureConfig
-from stigmergy_cli.environment import Environment
+from stigmergy_cli.environment import Environment, require_local
 from stigmergy_cli.environment import open_environment as _open
-from stigmergy_cli.errors import ConfigError, StigmergyError
+from stigmergy_cli.errors import StigmergyError
 from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
 from stigmergy_cli.locks import NotOwner
 
@@ -62,11 +62,7 @@ def open_environment(path: str | os.PathLike[str] = ".") -> Environment:
     rather than served a pool that agents on other machines never see.
     """
     env = _open(Path(path), None, os.environ, time.time())
-    if env.config.backend == "git":
-        raise ConfigError(
-            f"the Python API does not work with the git backend yet (remote "
-            f"{env.config.remote!r}); see docs/distributed.md"
-        )
+    require_local(env, "the Python API")
     return env
 
 

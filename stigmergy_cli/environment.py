@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stigmergy_cli import atomic, config, gitops, templates, yamlio
 from stigmergy_cli.config import Config
-from stigmergy_cli.errors import Conflict, InvalidInput, NotInitialized
+from stigmergy_cli.errors import ConfigError, Conflict, InvalidInput, NotInitialized
 from stigmergy_cli.paths import STATES, Layout, template_dir
 from stigmergy_cli.store import TaskStore
 
@@ -61,6 +61,16 @@ def open_environment(
     with contextlib.suppress(OSError):  # a read-only checkout can still be listed
         _ensure_runtime(layout)
     return Environment(layout, cfg)
+
+
+def require_local(env: Environment, what: str) -> None:
+    """Refuse the git backend for `what`, which works on the local pool only: acting on a
+    pool that agents on other machines never see would mislead."""
+    if env.config.backend == "git":
+        raise ConfigError(
+            f"{what} does not work with the git backend yet (remote {env.config.remote!r}); "
+            "see docs/distributed.md for the commands that do"
+        )
 
 
 def _ensure_runtime(layout: Layout) -> list[Path]:

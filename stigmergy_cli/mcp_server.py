@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stigmergy_cli import pool, sessions, tasks
-from stigmergy_cli.environment import Environment, open_environment
-from stigmergy_cli.errors import ConfigError, StigmergyError
+from stigmergy_cli.environment import Environment, open_environment, require_local
+from stigmergy_cli.errors import StigmergyError
 
 try:
     from mcp.server import MCPServer
@@ -68,11 +68,7 @@ def build(root: str | None = None) -> Any:
     env = open_environment(
         Path.cwd(), root or os.environ.get("STIGMERGY_ROOT"), os.environ, time.time()
     )
-    if env.config.backend == "git":  # its listing tools read the local pool
-        raise ConfigError(
-            f"`stigmergy mcp` does not work with the git backend yet (remote "
-            f"{env.config.remote!r}); see docs/distributed.md for the commands that do"
-        )
+    require_local(env, "`stigmergy mcp`")  # its listing tools read the local pool
     keepalive = _Keepalive(env)
     server = MCPServer(
         "stigmergy",

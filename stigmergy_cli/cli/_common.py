@@ -12,8 +12,7 @@ from typing import Annotated
 import typer
 
 from stigmergy_cli import console
-from stigmergy_cli.environment import ROOT_ENV_VAR, Environment, open_environment
-from stigmergy_cli.errors import ConfigError
+from stigmergy_cli.environment import ROOT_ENV_VAR, Environment, open_environment, require_local
 from stigmergy_cli.store import Problem
 
 # The flag of every command that can answer programs instead of people.
@@ -39,11 +38,8 @@ def open_env(ctx: typer.Context, *, git_backend: bool = False) -> Environment:
     """
     override = options(ctx).root or os.environ.get(ROOT_ENV_VAR)
     env = open_environment(Path.cwd(), override, os.environ, now())
-    if env.config.backend == "git" and not git_backend:
-        raise ConfigError(
-            f"`{ctx.command_path}` does not work with the git backend yet (remote "
-            f"{env.config.remote!r}); see docs/distributed.md for the commands that do"
-        )
+    if not git_backend:
+        require_local(env, f"`{ctx.command_path}`")
     return env
 
 

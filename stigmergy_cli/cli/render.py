@@ -13,6 +13,7 @@ from stigmergy_cli.pool import Entry
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from rich.table import Table
 
     from stigmergy_cli.demo import DemoReport
     from stigmergy_cli.metrics import Metrics
@@ -269,17 +270,7 @@ def dashboard(snap: Snapshot) -> RenderableType:
         ready.add_row(entry.record.task.id, f"{entry.score:.2f}", entry.record.task.title)
     if not snap.ready:
         ready.add_row("(nothing ready)", "", f"{snap.blocked} blocked" if snap.blocked else "")
-    pressure = Table(box=None, header_style="bold", pad_edge=False)
-    pressure.add_column("PRESSURE", no_wrap=True)
-    pressure.add_column("", no_wrap=True)
-    top = max((abs(e.pressure) for e in snap.pressure), default=1.0) or 1.0
-    for entry in snap.pressure:
-        bar = "█" * max(1, round(12 * abs(entry.pressure) / top))
-        pressure.add_row(
-            entry.record.task.id, Text(f"{bar} {entry.pressure:+.2f}", style="magenta")
-        )
-    if not snap.pressure:
-        pressure.add_row("(no pressure deposited)", "")
+    pressure = _pressure_table(snap.pressure, 12, 2, "(no pressure deposited)", no_wrap=True)
     recent = Table(box=None, header_style="bold", pad_edge=False, show_header=True)
     recent.add_column("RECENT", no_wrap=True)
     recent.add_column("EVENT", no_wrap=True)
@@ -302,6 +293,27 @@ def dashboard(snap: Snapshot) -> RenderableType:
             Text(f"{snap.problems} unreadable task files: run `stigmergy sweep`", style="red")
         )
     return Group(*parts)
+
+
+def _pressure_table(
+    entries: Sequence[Entry], width: int, digits: int, empty: str, *, no_wrap: bool = False
+) -> Table:
+    """Pending tasks' pressure as bars scaled to the strongest (`width` blocks at most)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("PRESSURE", no_wrap=True)
+    table.add_column("", no_wrap=no_wrap)
+    top = max((abs(e.pressure) for e in entries), default=1.0) or 1.0
+    for entry in entries:
+        bar = "█" * max(1, round(width * abs(entry.pressure) / top))
+        table.add_row(
+            entry.record.task.id, Text(f"{bar} {entry.pressure:+.{digits}f}", style="magenta")
+        )
+    if not entries:
+        table.add_row(empty, "")
+    return table
 
 
 def _count_parts(counts: dict[str, int]) -> list[tuple[str, str] | str]:
@@ -396,16 +408,6 @@ def stats(m: Metrics, snap: Snapshot) -> RenderableType:
                 name, *(str(counts.get(k, 0)) for k in ("claimed", "done", "failed", "conflicts"))
             )
         parts.append(agents)
-    pressure = Table(box=None, header_style="bold", pad_edge=False)
-    pressure.add_column("PRESSURE", no_wrap=True)
-    pressure.add_column("")
-    top = max((abs(e.pressure) for e in snap.pressure), default=1.0) or 1.0
-    for entry in snap.pressure:
-        bar = "█" * max(1, round(24 * abs(entry.pressure) / top))
-        pressure.add_row(
-            entry.record.task.id, Text(f"{bar} {entry.pressure:+.3f}", style="magenta")
-        )
-    if not snap.pressure:
-        pressure.add_row("(no pressure on pending tasks)", "")
+    pressure = _pressure_table(snap.pressure, 24, 3, "(no pressure on pending tasks)")
     parts.append(pressure)
     return Group(*parts)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stigmergy_cli.errors import GitError, NotARepository
 
@@ -63,16 +63,26 @@ def run(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
     """Run `git <args>` in `cwd`; on failure (when `check`) raise GitError with git's words."""
+    proc: subprocess.CompletedProcess[str] = _spawn(args, cwd, stdin, timeout, text=True)
+    if check and proc.returncode != 0:
+        raise GitError(f"{_command(args)} failed ({proc.returncode}): {_last_line(proc.stderr)}")
+    return proc
+
+
+def _spawn(
+    args: Sequence[str], cwd: Path, stdin: str | bytes | None, timeout: float, *, text: bool
+) -> subprocess.CompletedProcess[Any]:
+    """Start git and wait for it; a missing git or a timeout is a GitError."""
     import subprocess  # imported here: most commands never start git
 
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             ["git", *_NO_AUTO_MAINTENANCE, *args],
             cwd=cwd,
             env=git_env(),
             input=stdin,
             capture_output=True,
-            text=True,
+            text=text,
             timeout=timeout,
             check=False,
         )
@@ -80,9 +90,6 @@ def run(
         raise GitError("git is not installed or not on PATH") from exc
     except subprocess.TimeoutExpired as exc:
         raise GitError(f"{_command(args)} timed out after {timeout:g}s") from exc
-    if check and proc.returncode != 0:
-        raise GitError(f"{_command(args)} failed ({proc.returncode}): {_last_line(proc.stderr)}")
-    return proc
 
 
 def _command(args: Sequence[str], limit: int = 120) -> str:
@@ -94,17 +101,8 @@ def _command(args: Sequence[str], limit: int = 120) -> str:
 def commit_messages(cwd: Path, commits: Sequence[str]) -> dict[str, str]:
     """The message of each commit, read by one `git cat-file --batch` whatever their number;
     a commit that is missing, or not a commit, is left out."""
-    import subprocess
-
-    proc = subprocess.run(
-        ["git", *_NO_AUTO_MAINTENANCE, "cat-file", "--batch"],
-        cwd=cwd,
-        env=git_env(),
-        input="".join(f"{sha}\n" for sha in commits).encode(),
-        capture_output=True,
-        timeout=DEFAULT_TIMEOUT,
-        check=False,
-    )
+    wanted = "".join(f"{sha}\n" for sha in commits).encode()
+    proc = _spawn(["cat-file", "--batch"], cwd, wanted, DEFAULT_TIMEOUT, text=False)
     if proc.returncode != 0:
         raise GitError(f"git cat-file --batch failed: {_last_line(proc.stderr.decode())}")
     out, found, at = proc.stdout, {}, 0

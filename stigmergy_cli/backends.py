@@ -17,6 +17,7 @@ from stigmergy_cli.config import Config
 from stigmergy_cli.dirwatch import DirWatch
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import StigmergyError
+from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.remote_pool import Held, RemotePool
 from stigmergy_cli.tasks import Task
 
@@ -103,6 +104,11 @@ class LocalBackend:
         # Opened now, before any signature is taken, so no change can slip between the two.
         layout = env.layout
         self._watch = DirWatch.open([layout.state_dir("pending"), layout.state_dir("done")])
+        # Whether a task finishing (a file into done/) can make something claimable, as the
+        # last claim found: when nothing pending waits for a dependency or for pressure, idle
+        # agents need not look again each time another agent finishes (at the end of a batch
+        # that is every idle agent scanning the pool for every last merge).
+        self._done_matters = True
 
     def claim(
         self,
@@ -112,15 +118,21 @@ class LocalBackend:
         can_take: Callable[[Task], bool],
         wake_threshold: float | None,
     ) -> Claimed:
-        return claims.claim_best(
-            self.store,
-            self.cfg,
-            agent,
-            role=role,
-            now=now,
-            can_take=can_take,
-            wake_threshold=wake_threshold,
-        )
+        try:
+            claimed = claims.claim_best(
+                self.store,
+                self.cfg,
+                agent,
+                role=role,
+                now=now,
+                can_take=can_take,
+                wake_threshold=wake_threshold,
+            )
+        except claims.NothingClaimable as exc:
+            self._done_matters = exc.waiting
+            raise
+        self._done_matters = True
+        return claimed
 
     def give_back(self, work: Work, agent: str, why: str, now: float) -> None:
         claims.release(
@@ -160,6 +172,7 @@ class LocalBackend:
             log=log,
             base=base,
             dependants=work.dependants,
+            task=work.task,
         )
 
     def lost(self, work: Work) -> bool:  # noqa: ARG002 - the protocol's signature
@@ -176,7 +189,7 @@ class LocalBackend:
     def signature(self) -> object:
         # A task added, released or finished renames a file in or out of one of these.
         signature = []
-        for state in ("pending", "done"):
+        for state in ("pending", "done") if self._done_matters else ("pending",):
             try:
                 signature.append(self.env.layout.state_dir(state).stat().st_mtime_ns)
             except FileNotFoundError:
@@ -184,9 +197,22 @@ class LocalBackend:
         return tuple(signature)
 
     def wait(self, seconds: float, stop: threading.Event) -> bool:
-        if self._watch is None:
-            return not stop.wait(seconds)
-        return self._watch.wait(seconds)  # the kernel wakes us the moment a task file moves
+        # With a watch, the kernel wakes us the moment a task file moves.
+        changed = not stop.wait(seconds) if self._watch is None else self._watch.wait(seconds)
+        if changed:
+            self._await_publishing()
+        return changed
+
+    def _await_publishing(self) -> None:
+        """Let a `task add` or `task import` that is publishing finish before looking.
+
+        An import links its tasks into pending/ one by one and fills the list cache last, so
+        every idle agent woken by its first link would parse a half-published batch file by
+        file, all of them competing with the import for the CPU. Waiting for the publish
+        lock costs nothing when it is free, and only the rest of the batch when it is not.
+        """
+        with FileLock(self.env.layout.publish_lock, shared=True):
+            pass
 
     def shutdown(self) -> None:
         if self._watch is not None:

@@ -24,7 +24,15 @@ from stigmergy_cli.tasks import Task
 
 
 class NothingClaimable(StigmergyError):
-    """No task is available to this agent right now; the message says why."""
+    """No task is available to this agent right now; the message says why.
+
+    `waiting`: some pending task waits for a dependency or for more pressure, so a task
+    finishing elsewhere may make it claimable; otherwise only a change to pending/ can.
+    """
+
+    def __init__(self, message: str, *, waiting: bool = True) -> None:
+        super().__init__(message)
+        self.waiting = waiting
 
 
 @dataclass
@@ -91,16 +99,18 @@ def _owner(agent: str, task: Task, cfg: Config, now: float, *, session: bool) ->
 
 
 def _take(
-    store: TaskStore, task: Task, agent: str, cfg: Config, now: float, *, session: bool
+    store: TaskStore, seen: TaskRecord, agent: str, cfg: Config, now: float, *, session: bool
 ) -> Claimed | None:
-    """Try to win `task`'s lock and move it to active; None if someone else has it."""
+    """Try to win the lock of the task `seen` and move it to active; None if someone else
+    has it."""
+    task = seen.task
     if os.path.lexists(store.layout.lock_dir(task.id)):
         return None  # taken: skip the cost of building a claim that would lose
     claim = locks.acquire(store.layout, task.id, _owner(agent, task, cfg, now, session=session))
     if claim is None:
         return None
     try:
-        record = store.get(task.id)
+        record = store.current(seen)
         if record.state != "pending":  # taken and finished, cancelled... since we looked
             raise Conflict(f"task {task.id!r} is {record.state}")  # noqa: TRY301
         record = store.move(record, "active")
@@ -183,7 +193,7 @@ def claim_best(
         if not readiness.ready(task):
             counts["blocked"] += 1
             continue
-        claimed = _take(store, task, agent, cfg, now, session=session)
+        claimed = _take(store, record, agent, cfg, now, session=session)
         if claimed is not None:
             claimed.dependants = tuple(r.task.id for r in ranked if task.id in r.task.depends_on)
             return claimed
@@ -192,7 +202,8 @@ def claim_best(
     pending = len(ranked)
     raise NothingClaimable(
         f"nothing to claim for agent {agent!r}: "
-        + (f"{pending} pending ({why})" if pending else "no pending tasks")
+        + (f"{pending} pending ({why})" if pending else "no pending tasks"),
+        waiting=bool(counts["blocked"] or counts["below threshold"]),
     )
 
 
@@ -217,7 +228,7 @@ def claim_named(
     waits = _Readiness(store).waiting_for(record.task)
     if waits:
         raise NothingClaimable(f"task {task_id!r} waits for {', '.join(waits)}")
-    claimed = _take(store, record.task, agent, cfg, now, session=session)
+    claimed = _take(store, record, agent, cfg, now, session=session)
     if claimed is None:
         holder = locks.inspect(store.layout, task_id)
         by = f"agent {holder.owner.agent!r}" if holder and holder.owner else "another agent"

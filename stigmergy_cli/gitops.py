@@ -444,7 +444,11 @@ def _checkout_from_files(root: Path, wanted: str) -> Path | bool | None:
     common = root / ".git"
     if not common.is_dir():
         return False
-    heads = [(root, common / "HEAD")]
+    # git checks a branch out in one worktree at most, so finding it in the main one (the
+    # usual case: the user's own checkout) ends the search without reading every agent's.
+    if (common / "HEAD").read_text(encoding="utf-8").strip() == wanted:
+        return root
+    heads = []
     admin_dir = common / "worktrees"
     if admin_dir.is_dir():
         for admin in admin_dir.iterdir():

@@ -89,8 +89,13 @@ def integrate(
     log: str | None = None,
     base: str | None = None,
     dependants: Sequence[str] | None = None,
+    task: Task | None = None,
 ) -> Outcome:
-    """Land `result` (a commit, or None for "no change") for the claim `token` on `task_id`."""
+    """Land `result` (a commit, or None for "no change") for the claim `token` on `task_id`.
+
+    `task`: the task as claimed, when the caller has it. Nobody else may write the file of a
+    task under a live claim, so that saves reading it again under the lock.
+    """
     layout = store.layout
     root = layout.root
     if result is not None:  # kept whatever happens next, and outside the lock
@@ -101,7 +106,7 @@ def integrate(
         info = locks.inspect(layout, task_id)
         if info is None or info.owner is None or info.owner.token != token:
             return salvage(store.layout, task_id, agent, token, result, now)
-        record = store.get(task_id)
+        record = _claimed_record(store, task_id, task)
         if record.state != "active":
             raise Conflict(f"task {task_id!r} is {record.state}, not active")
         outcome = _land(store, cfg, record.task, result, base)
@@ -136,6 +141,13 @@ def integrate(
         detail=outcome.detail or None,
     )
     return outcome
+
+
+def _claimed_record(store: TaskStore, task_id: str, task: Task | None) -> TaskRecord:
+    located = store.locate(task_id) if task is not None else None
+    if task is not None and located is not None and located[0] == "active":
+        return TaskRecord(task, "active", store.layout)
+    return store.get(task_id)
 
 
 def salvage(

@@ -40,6 +40,8 @@ class TaskRecord:
     task: Task
     state: str
     layout: Layout
+    # The file's stat signature when `task` was read from it, if known (see TaskStore.current).
+    stat: tuple[int, int, int, int] | None = field(default=None, compare=False)
 
     @property
     def path(self) -> Path:
@@ -120,6 +122,19 @@ class TaskStore:
             raise StigmergyError(f"{_rel(self.layout, path)} is unreadable: {_why(exc)}") from None
         return TaskRecord(task, state, self.layout)
 
+    def current(self, record: TaskRecord) -> TaskRecord:
+        """`record` as its file is now: `record` itself while the file keeps the signature it
+        was read with (a claim reuses what its scan read), else the file read again."""
+        if record.stat is not None:
+            try:
+                st = os.lstat(record.path)
+            except FileNotFoundError:
+                pass
+            else:
+                if _signature(st) == record.stat:
+                    return record
+        return self.get(record.task.id)
+
     def get_many(self, task_ids: Sequence[str]) -> list[TaskRecord]:
         """The tasks among `task_ids` that exist and can be read."""
         found = []
@@ -169,7 +184,7 @@ class TaskStore:
             if not stat.S_ISREG(st.st_mode):
                 result.problems.append(Problem(Path(entry.path), "not a regular file"))
                 continue
-            sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            sig = list(_signature(st))
             native = _cached(cache.get(name), sig)
             task = _from_native(native) if native is not None else None
             if task is not None and task.id != task_id:
@@ -177,7 +192,6 @@ class TaskStore:
             trusted = task is not None
             try:
                 if task is None:
-                    changed = True
                     task = tasks.parse_task_text(_read_regular(entry.path), expected_id=task_id)
                     native = task.to_native()
             except FileNotFoundError:
@@ -196,10 +210,13 @@ class TaskStore:
                 continue
             seen[task_id] = state
             # A file just parsed is cached only once it is too old to change unseen; an entry
-            # already trusted (written by the writer itself, or aged) stays.
+            # already trusted (written by the writer itself, or aged) stays. Parsing a file
+            # that is still too young changes nothing to write: rewriting the cache for it
+            # would cost every scan a write, and could drop what a writer just put there.
             if trusted or st.st_ctime_ns < racy_after_ns:
                 fresh[name] = [*sig, native]
-            result.records.append(TaskRecord(task, state, self.layout))
+                changed = changed or not trusted
+            result.records.append(TaskRecord(task, state, self.layout, _signature(st)))
         # Entries of files that left (a claim moves one out of pending/) are harmless, so the
         # cache is rewritten for them only once they pile up.
         stale = len(cache) - (len(fresh) - sum(1 for name in fresh if name not in cache))
@@ -335,7 +352,7 @@ class TaskStore:
             except FileNotFoundError:
                 continue
             if st.st_ino == inodes[task.id]:
-                sig = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+                sig = list(_signature(st))
                 entries[f"{task.id}.yaml"] = [*sig, task.to_native()]
         cache = self._read_cache("pending")
         cache.update(entries)
@@ -419,6 +436,11 @@ class TaskStore:
             atomic.move(record.path, path)
         atomic.write_bytes(path, task.to_yaml().encode())
         return TaskRecord(task, to_state or record.state, self.layout)
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one version of a file from another without reading it."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _from_native(native: list[Any]) -> Task | None:

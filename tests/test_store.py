@@ -177,8 +177,10 @@ def test_the_list_cache_never_hides_an_edit(store: TaskStore) -> None:
 def test_a_cache_that_was_written_within_the_racy_window_is_not_trusted(store: TaskStore) -> None:
     store.add(_new("a", priority=10), NOW)
     store.scan(time.time())  # the file is brand new: it must not be cached
-    cached = json.loads(store.layout.task_cache("pending").read_text())["entries"]
-    assert cached == {}
+    cache = store.layout.task_cache("pending")
+    assert not cache.exists() or json.loads(cache.read_text())["entries"] == {}
+    store.scan(time.time() + 10)  # once it is old enough to trust, it is
+    assert list(json.loads(cache.read_text())["entries"]) == ["a.yaml"]
 
 
 @pytest.mark.parametrize(
@@ -259,3 +261,15 @@ def test_a_large_import_fills_the_list_cache_with_what_it_wrote(store: TaskStore
         ]
     scan = store.scan(time.time())
     assert {r.task.id: r.task for r in scan.records} == {t.id: t for t in batch}
+
+
+def test_current_reuses_a_record_its_file_still_matches_and_rereads_a_changed_one(
+    store: TaskStore,
+) -> None:
+    store.add(_new("a", priority=10), NOW)
+    (seen,) = store.scan(NOW + 10).records
+    assert store.current(seen) is seen  # unchanged since the scan: nothing read again
+    with locks.exclusive(store.layout, "a", who="test", now=NOW, lease=60):
+        store.write(seen, seen.task.evolve(priority=90))
+    assert store.current(seen).task.priority == 90
+    assert store.current(TaskRecord(seen.task, "pending", store.layout)).task.priority == 90

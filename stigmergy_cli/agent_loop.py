@@ -273,7 +273,9 @@ class Agent:
         finally:
             self._current = None
             self.backend.close(claimed)
-            heart.beat(task=None, status="idle", done=self.summary.done, failed=self.summary.failed)
+            # Written with the next claim, or on going idle: between two tasks, a third write
+            # per task would only be replaced a moment later.
+            heart.note(task=None, status="idle", done=self.summary.done, failed=self.summary.failed)
         self.summary.outcomes.append(f"{task.id}: {outcome}")
 
     def _attempt(self, claimed: Work) -> str:

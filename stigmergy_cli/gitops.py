@@ -287,6 +287,43 @@ def update_ref(
     return run(args, cwd, check=False).returncode == 0
 
 
+def keep_ref(root: Path, ref: str, commit: str, *, reason: str = "stigmergy") -> None:
+    """Point `ref`, one of stigmergy's own refs (refs/stigmergy/...), at `commit`.
+
+    An agent keeps every result this way, once per task, so the ref is written as git writes
+    a loose ref (gitrepository-layout): `<ref>.lock` created exclusively, then renamed over
+    the ref, which is the protocol git's own processes respect. That saves starting
+    `git update-ref` per task. Refs under refs/stigmergy/ get no reflog from git either
+    (core.logAllRefUpdates covers branches, remotes and notes). Anything unusual (reftable,
+    a separate git dir, the ref being updated by someone else) goes through git instead.
+    """
+    common = root / ".git"
+    path = common / ref
+    usual = (
+        ref.startswith("refs/stigmergy/")
+        and ".." not in ref.split("/")
+        and _SHA_RE.fullmatch(commit) is not None
+        and common.is_dir()
+        and not (common / "reftable").exists()
+    )
+    if usual:
+        lock = path.with_name(f"{path.name}.lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError:  # a file in the way of the directory, or someone holds the lock
+            pass
+        else:
+            try:
+                os.write(fd, f"{commit}\n".encode())
+            finally:
+                os.close(fd)
+            os.replace(lock, path)
+            return
+    if not update_ref(root, ref, commit, reason=reason):
+        raise GitError(f"could not point {ref} at {commit}")
+
+
 def delete_ref(cwd: Path, ref: str) -> None:
     """Delete `ref` if it exists."""
     run(["update-ref", "-d", ref], cwd, check=False)

@@ -205,6 +205,11 @@ class Heartbeater:
             self._lost = False
             self._last_ok = self._monotonic()
 
+    def note(self, **changes: Any) -> None:
+        """Apply `changes` for the next write (a beat, or the thread's), without writing now."""
+        with self._lock:
+            self._beat = replace(self._beat, **changes)
+
     def beat(self, **changes: Any) -> bool:
         """Apply `changes` (task, status, done, failed...) and write now; False if it failed."""
         with self._lock:

@@ -99,7 +99,7 @@ def integrate(
     layout = store.layout
     root = layout.root
     if result is not None:  # kept whatever happens next, and outside the lock
-        gitops.update_ref(
+        gitops.keep_ref(
             root, f"{RESULTS}{task_id}", result, reason=f"stigmergy result of {task_id}"
         )
     with locks.integration_lock(layout):
@@ -157,7 +157,7 @@ def salvage(
     (refs/stigmergy/salvage/<task>/<token>), and say so in the event log."""
     ref = f"{SALVAGE}{task_id}/{token}"
     if result is not None:
-        gitops.update_ref(layout.root, ref, result, reason=f"stigmergy salvage of {task_id}")
+        gitops.keep_ref(layout.root, ref, result, reason=f"stigmergy salvage of {task_id}")
     detail = (
         f"claim lost before merging; work kept at {ref}" if result else "claim lost before merging"
     )

@@ -57,7 +57,7 @@ def save_leftovers(
         if head is None:
             return None
     ref = f"{ATTEMPTS}{label}/{int(now * 1000)}"
-    gitops.update_ref(layout.root, ref, head, reason="stigmergy keeps leftovers")
+    gitops.keep_ref(layout.root, ref, head, reason="stigmergy keeps leftovers")
     return ref
 
 

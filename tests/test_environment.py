@@ -6,7 +6,7 @@ import pytest
 
 from stigmergy_cli import gitops
 from stigmergy_cli.environment import find_root, initialize, open_environment
-from stigmergy_cli.errors import Conflict, InvalidInput, NotARepository, NotInitialized
+from stigmergy_cli.errors import Conflict, GitError, InvalidInput, NotARepository, NotInitialized
 
 from .conftest import Cli, git, snapshot
 
@@ -192,3 +192,24 @@ def test_refs_read_from_files_agree_with_git(env_root: Path, tmp_path: Path) -> 
     assert gitops.head_commit(linked, env_root) == git(linked, "rev-parse", "HEAD")
     git(linked, "checkout", "-q", "--detach", "HEAD~1")
     assert gitops.head_commit(linked, env_root) == git(linked, "rev-parse", "HEAD")
+
+
+def test_stigmergys_own_refs_are_written_as_git_reads_them(env_root: Path) -> None:
+    head = git(env_root, "rev-parse", "HEAD")
+    gitops.keep_ref(env_root, "refs/stigmergy/results/a", head)
+    assert git(env_root, "rev-parse", "refs/stigmergy/results/a") == head
+    git(env_root, "pack-refs", "--all")  # packed, then written again loose: the loose one wins
+    (env_root / "next.txt").write_text("next\n")
+    git(env_root, "add", "next.txt")
+    git(env_root, "commit", "-q", "-m", "next")
+    newer = git(env_root, "rev-parse", "HEAD")
+    gitops.keep_ref(env_root, "refs/stigmergy/results/a", newer)
+    assert git(env_root, "rev-parse", "refs/stigmergy/results/a") == newer
+    assert git(env_root, "for-each-ref", "--format=%(refname)", "refs/stigmergy/") == (
+        "refs/stigmergy/results/a"
+    )
+    # Someone else holding the ref's lock: git is asked, and says so.
+    (env_root / ".git/refs/stigmergy/results/a.lock").write_text("")
+    with pytest.raises(GitError):
+        gitops.keep_ref(env_root, "refs/stigmergy/results/a", head)
+    assert git(env_root, "rev-parse", "refs/stigmergy/results/a") == newer

@@ -216,7 +216,16 @@ class Agent:
         """Create the worktree now, off the first task's critical path: agents started
         together would otherwise queue on git's worktree lock just as work arrives."""
         try:
-            worktrees.ensure(self.layout, self.options.agent, self.cfg.target)
+            worktree = worktrees.ensure(self.layout, self.options.agent, self.cfg.target)
+            # Clean at the target's tip: the first task needs no reset either (when work
+            # arrives, every idle agent starts at once, and each git process counts).
+            root = self.layout.root
+            tip = gitops.ref_commit(root, self.backend.target_ref())
+            self._head_kept = (
+                tip is not None
+                and gitops.head_commit(worktree, root) == tip
+                and gitops.is_clean(worktree)
+            )
         except StigmergyError as exc:  # the first task tries again and reports it there
             self.say(f"workspace not ready: {exc}")
 

@@ -61,6 +61,17 @@ def write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def write_new(path: Path, data: bytes) -> None:
+    """Create `path` (it must not exist) with `data`, durably, with no temp file: only for a
+    directory nobody reads yet, such as a stage that one rename will publish whole."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    fsync_dir(path.parent)
+
+
 def create_bytes(path: Path, data: bytes) -> bool:
     """Publish `data` at `path` only if nothing is there yet; False if something was.
 

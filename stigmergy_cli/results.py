@@ -89,7 +89,8 @@ def prepare_at(
     progress for a conflict task), after keeping anything the previous task left behind.
 
     `head_kept`: the caller knows the worktree's HEAD is already kept and the worktree clean
-    (it committed its last result, or saved its leftovers), so it needs no further look.
+    (it committed its last result, or saved its leftovers), so it needs no further look, and
+    no reset at all while the target has not moved.
     `target_ref`: where the target's tip is read (default: the local target branch).
     """
     worktree = worktrees.ensure(layout, agent, cfg.target)
@@ -101,7 +102,8 @@ def prepare_at(
     clean = head_kept or gitops.is_clean(worktree)
     if not (clean and head_kept):
         save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now, clean=clean)
-    worktrees.reset(worktree, tip, untracked=not clean)
+    if not (head_kept and gitops.head_commit(worktree, layout.root) == tip):
+        worktrees.reset(worktree, tip, untracked=not clean)
     conflict = merge.conflict_of(task)
     if conflict is not None:
         worktrees.start_merge(worktree, conflict["theirs"])

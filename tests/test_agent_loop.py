@@ -365,3 +365,31 @@ def test_an_agent_without_a_target_commit_says_so_and_carries_on(tmp_path: Path)
     agent = _agent(open_environment(root, None, {}), agent="early", idle_exit=0)
     assert agent.run().attempted == 0
     assert any("workspace not ready" in line and "no commit" in line for line in agent.said)  # type: ignore[attr-defined]
+
+
+def test_a_worktree_clean_at_the_tip_starts_its_first_task_without_a_reset(
+    env_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _env(env_root)
+    _agent(env, agent="early", idle_exit=0).run()  # the worktree, clean at main's tip
+    leftover = env.layout.workspace("late") / "stray.txt"
+    _agent(env, agent="late", idle_exit=0).run()
+    leftover.write_text("not committed\n")  # this one is not clean: it is reset, and kept
+    _add(env, "t1")
+    _add(env, "t2")
+    commands: list[str] = []
+    real_run = gitops.run
+
+    def spy(args: list[str], cwd: Path, **options: object) -> object:
+        commands.append(next(a for a in args if not a.startswith("-") and "=" not in a))
+        return real_run(args, cwd, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gitops, "run", spy)
+    assert _agent(env, agent="early", once=True).run().done == 1
+    assert "reset" not in commands
+    commands.clear()
+    assert _agent(env, agent="late", once=True).run().done == 1
+    assert "reset" in commands
+    assert not leftover.exists()
+    kept = git(env_root, "for-each-ref", "--format=%(refname)", "refs/stigmergy/attempts/")
+    assert kept.startswith("refs/stigmergy/attempts/late/")

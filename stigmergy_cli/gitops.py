@@ -7,6 +7,7 @@ agent runs (GitPython issues #1208, #1333). See docs/design.md.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -315,11 +316,16 @@ def keep_ref(root: Path, ref: str, commit: str, *, reason: str = "stigmergy") ->
             pass
         else:
             try:
-                os.write(fd, f"{commit}\n".encode())
-            finally:
-                os.close(fd)
-            os.replace(lock, path)
-            return
+                try:
+                    os.write(fd, f"{commit}\n".encode())
+                finally:
+                    os.close(fd)
+                os.replace(lock, path)
+            except OSError:  # e.g. a directory where the ref would go: git will say so
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+            else:
+                return
     if not update_ref(root, ref, commit, reason=reason):
         raise GitError(f"could not point {ref} at {commit}")
 

@@ -144,9 +144,12 @@ def integrate(
 
 
 def _claimed_record(store: TaskStore, task_id: str, task: Task | None) -> TaskRecord:
-    located = store.locate(task_id) if task is not None else None
-    if task is not None and located is not None and located[0] == "active":
-        return TaskRecord(task, "active", store.layout)
+    """The task under the caller's claim: `task` as claimed while its file is in active/, else
+    the file as it is."""
+    if task is not None:
+        located = store.locate(task_id)
+        if located is not None and located[0] == "active":
+            return TaskRecord(task, "active", store.layout)
     return store.get(task_id)
 
 

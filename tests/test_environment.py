@@ -213,3 +213,8 @@ def test_stigmergys_own_refs_are_written_as_git_reads_them(env_root: Path) -> No
     with pytest.raises(GitError):
         gitops.keep_ref(env_root, "refs/stigmergy/results/a", head)
     assert git(env_root, "rev-parse", "refs/stigmergy/results/a") == newer
+    # A ref in the way (b/c where b would go): git is asked, and no lock file is left behind.
+    gitops.keep_ref(env_root, "refs/stigmergy/results/b/c", head)
+    with pytest.raises(GitError):
+        gitops.keep_ref(env_root, "refs/stigmergy/results/b", head)
+    assert not (env_root / ".git/refs/stigmergy/results/b.lock").exists()

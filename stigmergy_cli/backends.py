@@ -17,7 +17,6 @@ from stigmergy_cli.config import Config
 from stigmergy_cli.dirwatch import DirWatch
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import StigmergyError
-from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.remote_pool import Held, RemotePool
 from stigmergy_cli.tasks import Task
 
@@ -200,19 +199,10 @@ class LocalBackend:
         # With a watch, the kernel wakes us the moment a task file moves.
         changed = not stop.wait(seconds) if self._watch is None else self._watch.wait(seconds)
         if changed:
-            self._await_publishing()
+            # Every idle agent is woken by an import's first link; looking only once it is
+            # published keeps all of them from competing with it for the CPU.
+            self.store.await_publishing()
         return changed
-
-    def _await_publishing(self) -> None:
-        """Let a `task add` or `task import` that is publishing finish before looking.
-
-        An import links its tasks into pending/ one by one and fills the list cache last, so
-        every idle agent woken by its first link would parse a half-published batch file by
-        file, all of them competing with the import for the CPU. Waiting for the publish
-        lock costs nothing when it is free, and only the rest of the batch when it is not.
-        """
-        with FileLock(self.env.layout.publish_lock, shared=True):
-            pass
 
     def shutdown(self) -> None:
         if self._watch is not None:

@@ -184,7 +184,8 @@ class TaskStore:
             if not stat.S_ISREG(st.st_mode):
                 result.problems.append(Problem(Path(entry.path), "not a regular file"))
                 continue
-            sig = list(_signature(st))
+            signature = _signature(st)
+            sig = list(signature)
             native = _cached(cache.get(name), sig)
             task = _from_native(native) if native is not None else None
             if task is not None and task.id != task_id:
@@ -216,7 +217,7 @@ class TaskStore:
             if trusted or st.st_ctime_ns < racy_after_ns:
                 fresh[name] = [*sig, native]
                 changed = changed or not trusted
-            result.records.append(TaskRecord(task, state, self.layout, _signature(st)))
+            result.records.append(TaskRecord(task, state, self.layout, signature))
         # Entries of files that left (a claim moves one out of pending/) are harmless, so the
         # cache is rewritten for them only once they pile up.
         stale = len(cache) - (len(fresh) - sum(1 for name in fresh if name not in cache))
@@ -250,6 +251,15 @@ class TaskStore:
         with FileLock(self.layout.publish_lock):
             self._finish_staged_imports()
             yield
+
+    def await_publishing(self) -> None:
+        """Return once no `add` or `import` is publishing (at once when none is).
+
+        An import links its tasks into pending/ one by one and fills the list cache last;
+        whoever looks before it is done parses a half-published batch file by file.
+        """
+        with FileLock(self.layout.publish_lock, shared=True):
+            pass
 
     def add(self, task: Task, now: float, *, id_generated: bool = False) -> TaskRecord:
         """Create a pending task; refuse a taken id, unknown dependencies or a cycle."""

@@ -226,6 +226,15 @@ def rev_parse(cwd: Path, rev: str) -> str | None:
 _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
+def _ref_files(root: Path) -> Path | None:
+    """The git dir holding `root`'s refs as plain files (loose refs and packed-refs), or None
+    when they are kept some other way (reftable, a separate git dir): then ask git."""
+    common = root / ".git"
+    if not common.is_dir() or (common / "reftable").exists():
+        return None
+    return common
+
+
 def ref_commit(root: Path, ref: str) -> str | None:
     """The commit a branch ref such as refs/heads/main points at; None if it does not exist.
 
@@ -233,8 +242,8 @@ def ref_commit(root: Path, ref: str) -> str | None:
     by starting git, since an agent asks several times per task; anything unusual (reftable,
     a symbolic ref, a separate git dir) is left to `git rev-parse`.
     """
-    common = root / ".git"
-    if not common.is_dir() or (common / "reftable").exists():
+    common = _ref_files(root)
+    if common is None:
         return rev_parse(root, ref)
     try:
         loose = (common / ref).read_text(encoding="ascii").strip()
@@ -298,36 +307,37 @@ def keep_ref(root: Path, ref: str, commit: str, *, reason: str = "stigmergy") ->
     (core.logAllRefUpdates covers branches, remotes and notes). Anything unusual (reftable,
     a separate git dir, the ref being updated by someone else) goes through git instead.
     """
-    common = root / ".git"
-    path = common / ref
-    usual = (
-        ref.startswith("refs/stigmergy/")
-        and ".." not in ref.split("/")
-        and _SHA_RE.fullmatch(commit) is not None
-        and common.is_dir()
-        and not (common / "reftable").exists()
-    )
-    if usual:
-        lock = path.with_name(f"{path.name}.lock")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        except OSError:  # a file in the way of the directory, or someone holds the lock
-            pass
-        else:
-            try:
-                try:
-                    os.write(fd, f"{commit}\n".encode())
-                finally:
-                    os.close(fd)
-                os.replace(lock, path)
-            except OSError:  # e.g. a directory where the ref would go: git will say so
-                with contextlib.suppress(OSError):
-                    lock.unlink()
-            else:
-                return
+    common = _ref_files(root)
+    usual = ref.startswith("refs/stigmergy/") and ".." not in ref.split("/")
+    if (
+        common is not None
+        and usual
+        and _SHA_RE.fullmatch(commit)
+        and _write_loose(common / ref, commit)
+    ):
+        return
     if not update_ref(root, ref, commit, reason=reason):
         raise GitError(f"could not point {ref} at {commit}")
+
+
+def _write_loose(path: Path, commit: str) -> bool:
+    """Write a loose ref the way git does; False, leaving nothing behind, when git must judge
+    (someone holds its lock, or another ref is in the way)."""
+    lock = path.with_name(f"{path.name}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(f"{commit}\n")
+        os.replace(lock, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        return False
+    return True
 
 
 def delete_ref(cwd: Path, ref: str) -> None:
@@ -483,9 +493,10 @@ def checkout_of(root: Path, branch: str) -> tuple[Path | None, str | None]:
 
 
 def _checkout_from_files(root: Path, wanted: str) -> Path | bool | None:
-    """The worktree whose HEAD file says `wanted`, None if none does, False if unsure."""
-    common = root / ".git"
-    if not common.is_dir():
+    """The worktree whose HEAD file says `wanted`, None if none does, False if unsure (with
+    reftable a HEAD file names no branch)."""
+    common = _ref_files(root)
+    if common is None:
         return False
     # git checks a branch out in one worktree at most, so finding it in the main one (the
     # usual case: the user's own checkout) ends the search without reading every agent's.

@@ -217,15 +217,9 @@ class Agent:
         together would otherwise queue on git's worktree lock just as work arrives."""
         try:
             worktree = worktrees.ensure(self.layout, self.options.agent, self.cfg.target)
-            # Clean at the target's tip: the first task needs no reset either (when work
-            # arrives, every idle agent starts at once, and each git process counts).
-            root = self.layout.root
-            tip = gitops.ref_commit(root, self.backend.target_ref())
-            self._head_kept = (
-                tip is not None
-                and gitops.head_commit(worktree, root) == tip
-                and gitops.is_clean(worktree)
-            )
+            # Asked now, the first task needs no `git status` (nor a reset, while the target
+            # stays put): when work arrives every idle agent starts at once.
+            self._head_kept = results.clean_at_tip(self.layout, worktree, self.backend.target_ref())
         except StigmergyError as exc:  # the first task tries again and reports it there
             self.say(f"workspace not ready: {exc}")
 

@@ -89,8 +89,8 @@ def prepare_at(
     progress for a conflict task), after keeping anything the previous task left behind.
 
     `head_kept`: the caller knows the worktree's HEAD is already kept and the worktree clean
-    (it committed its last result, or saved its leftovers), so it needs no further look, and
-    no reset at all while the target has not moved.
+    (it committed its last result, or saved its leftovers; see `clean_at_tip`), so it needs
+    no further look. A clean worktree still at the tip needs no reset either.
     `target_ref`: where the target's tip is read (default: the local target branch).
     """
     worktree = worktrees.ensure(layout, agent, cfg.target)
@@ -102,12 +102,21 @@ def prepare_at(
     clean = head_kept or gitops.is_clean(worktree)
     if not (clean and head_kept):
         save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now, clean=clean)
-    if not (head_kept and gitops.head_commit(worktree, layout.root) == tip):
+    if not (clean and gitops.head_commit(worktree, layout.root) == tip):
         worktrees.reset(worktree, tip, untracked=not clean)
     conflict = merge.conflict_of(task)
     if conflict is not None:
         worktrees.start_merge(worktree, conflict["theirs"])
     return worktree, tip
+
+
+def clean_at_tip(layout: Layout, worktree: Path, target_ref: str) -> bool:
+    """Is the worktree clean and at the target's tip (nothing to keep, nothing to reset)?"""
+    root = layout.root
+    tip = gitops.ref_commit(root, target_ref)
+    return (
+        tip is not None and gitops.head_commit(worktree, root) == tip and gitops.is_clean(worktree)
+    )
 
 
 def unresolved(worktree: Path, task: Task) -> list[str]:

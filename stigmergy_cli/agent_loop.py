@@ -24,6 +24,7 @@ from stigmergy_cli import (
     results,
     templates,
     worktrees,
+    yamlio,
 )
 from stigmergy_cli.backends import Work
 from stigmergy_cli.claims import NothingClaimable
@@ -215,6 +216,11 @@ class Agent:
     def _open_workspace(self) -> None:
         """Create the worktree now, off the first task's critical path: agents started
         together would otherwise queue on git's worktree lock just as work arrives."""
+        # Every task ends by writing YAML and a merge commit: importing PyYAML and hashlib at
+        # the first one would cost every agent 20-30 ms of CPU just as the work arrives, all
+        # at once.
+        yamlio.preload()
+        gitops.preload()
         try:
             worktree = worktrees.ensure(self.layout, self.options.agent, self.cfg.target)
             # Asked now, the first task needs no `git status` (nor a reset, while the target

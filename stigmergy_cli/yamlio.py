@@ -25,6 +25,12 @@ def _yaml() -> tuple[ModuleType, Any, Any]:
     return yaml, loader, dumper
 
 
+def preload() -> None:
+    """Import PyYAML now, for a process that will need it at a moment when time counts (an
+    idle agent, before the work arrives)."""
+    _yaml()
+
+
 def load(text: str | bytes) -> Any:
     """Parse one YAML document with the safe loader; YAMLSyntaxError if it is not YAML."""
     yaml, loader, _ = _yaml()

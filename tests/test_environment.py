@@ -218,3 +218,30 @@ def test_stigmergys_own_refs_are_written_as_git_reads_them(env_root: Path) -> No
     with pytest.raises(GitError):
         gitops.keep_ref(env_root, "refs/stigmergy/results/b", head)
     assert not (env_root / ".git/refs/stigmergy/results/b.lock").exists()
+
+
+def test_commit_objects_are_written_exactly_as_git_commit_tree_writes_them(
+    env_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (env_root / "side.txt").write_text("side\n")
+    git(env_root, "add", "side.txt")
+    git(env_root, "commit", "-q", "-m", "side")
+    ours, theirs = git(env_root, "rev-parse", "HEAD~1"), git(env_root, "rev-parse", "HEAD")
+    tree = git(env_root, "rev-parse", "HEAD^{tree}")
+    ident = gitops.identity(env_root)
+    message = "Merge t: a title\n\nwith a body, and ünïcode\n"
+    made = gitops.commit_tree(env_root, tree, [ours, theirs], message, ident)
+    assert (env_root / ".git/objects" / made[:2] / made[2:]).is_file()  # stored loose
+    # git, given the same date, makes the same object: the same bytes, the same name.
+    stamp = git(env_root, "log", "-1", "--format=%ad", "--date=raw", made)
+    monkeypatch.setenv("GIT_AUTHOR_DATE", stamp)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", stamp)
+    args = ["commit-tree", tree, "-p", ours, "-p", theirs, "-m", message.rstrip("\n") + "\n"]
+    assert git(env_root, *gitops.identity(env_root), *args) == made
+    assert git(env_root, "fsck", "--strict", "--no-dangling") == ""
+    # With identity or date variables set, git makes the commit and they are honoured.
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Someone Else")
+    other = gitops.commit_tree(env_root, tree, [ours], "by git\n", ident)
+    assert git(env_root, "log", "-1", "--format=%an %ad", "--date=raw", other) == (
+        f"Someone Else {stamp}"
+    )

@@ -19,6 +19,7 @@ from stigmergy_cli import (
     backoff,
     events,
     executor,
+    gitfiles,
     gitops,
     merge,
     results,
@@ -220,7 +221,7 @@ class Agent:
         # the first one would cost every agent 20-30 ms of CPU just as the work arrives, all
         # at once.
         yamlio.preload()
-        gitops.preload()
+        gitfiles.preload()
         try:
             worktree = worktrees.ensure(self.layout, self.options.agent, self.cfg.target)
             # Asked now, the first task needs no `git status` (nor a reset, while the target

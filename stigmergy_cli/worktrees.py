@@ -60,13 +60,16 @@ def ensure(layout: Layout, agent: str, target: str) -> Path:
     return path
 
 
-def reset(path: Path, commit: str, *, untracked: bool = True) -> None:
+def reset(path: Path, commit: str, *, clean: bool = False, root: Path | None = None) -> None:
     """Make the worktree exactly `commit`: no local change, no merge in progress.
 
-    `untracked=False` skips removing untracked files, for a worktree known to have none.
+    `clean`: the worktree is known to have no change at all, untracked files included, so it
+    only needs moving (`root`: its repository, for gitops.move_clean_worktree).
     """
+    if clean and root is not None and gitops.move_clean_worktree(root, path, commit):
+        return
     gitops.run(["reset", "--hard", "--quiet", commit], path)
-    if untracked:
+    if not clean:
         gitops.run(["clean", "-ffdq"], path)
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import gitops
+from stigmergy_cli import gitops, worktrees
 from stigmergy_cli.environment import find_root, initialize, open_environment
 from stigmergy_cli.errors import Conflict, GitError, InvalidInput, NotARepository, NotInitialized
 
@@ -245,3 +245,69 @@ def test_commit_objects_are_written_exactly_as_git_commit_tree_writes_them(
     assert git(env_root, "log", "-1", "--format=%an %ad", "--date=raw", other) == (
         f"Someone Else {stamp}"
     )
+
+
+def _linked(env_root: Path, name: str) -> Path:
+    worktree = env_root / ".stigmergy" / "workspaces" / name
+    git(env_root, "worktree", "add", "-q", "-b", f"stigmergy/{name}", str(worktree))
+    return worktree
+
+
+def test_a_worktree_commit_is_what_git_commit_makes_and_leaves_what_it_leaves(
+    env_root: Path,
+) -> None:
+    worktree = _linked(env_root, "alpha")
+    parent = git(worktree, "rev-parse", "HEAD")
+    ident = gitops.identity(worktree)
+    assert gitops.commit_all(worktree, "nothing\n", ident, root=env_root) is None
+    (worktree / "new.txt").write_text("new\n")
+    (worktree / "README.md").unlink()
+    made = gitops.commit_all(worktree, "A title\n\nA body.\n", ident, root=env_root)
+    assert made is not None
+    assert git(worktree, "rev-parse", "HEAD", "stigmergy/alpha") == f"{made}\n{made}"
+    assert git(worktree, "log", "-1", "--format=%P|%an|%cn|%B", made) == (
+        f"{parent}|{git(env_root, 'log', '-1', '--format=%an', parent)}|"
+        f"{git(env_root, 'log', '-1', '--format=%cn', parent)}|A title\n\nA body."
+    )
+    assert git(worktree, "ls-tree", "--name-only", "HEAD") == "new.txt"
+    assert git(worktree, "status", "--porcelain") == ""
+    # The reflogs git keeps for that branch and that worktree's HEAD say what happened.
+    assert git(worktree, "reflog", "-1", "--format=%gs", "stigmergy/alpha") == "commit: A title"
+    assert git(worktree, "reflog", "-1", "--format=%gs", "HEAD") == "commit: A title"
+    assert git(env_root, "fsck", "--strict", "--no-dangling") == ""
+    # A merge to conclude is left to git, which records both parents.
+    (env_root / "side.txt").write_text("side\n")
+    git(env_root, "add", "side.txt")
+    git(env_root, "commit", "-q", "-m", "side")
+    git(worktree, "merge", "-q", "--no-commit", "--no-ff", "main")
+    (worktree / "merged.txt").write_text("merged\n")
+    concluded = gitops.commit_all(worktree, "Merged\n", ident, root=env_root)
+    assert concluded is not None
+    assert len(git(worktree, "log", "-1", "--format=%P", concluded).split()) == 2
+
+
+def test_a_clean_worktree_is_moved_like_a_checkout_and_anything_odd_is_reset_by_git(
+    env_root: Path,
+) -> None:
+    worktree = _linked(env_root, "beta")
+    start = git(worktree, "rev-parse", "HEAD")
+    (env_root / "README.md").unlink()
+    (env_root / "added.txt").write_text("added\n")
+    git(env_root, "add", "README.md", "added.txt")
+    git(env_root, "commit", "-q", "-m", "moved on")
+    tip = git(env_root, "rev-parse", "HEAD")
+    assert gitops.move_clean_worktree(env_root, worktree, tip)
+    assert git(worktree, "rev-parse", "HEAD", "stigmergy/beta") == f"{tip}\n{tip}"
+    assert sorted(p.name for p in worktree.iterdir()) == [".git", "added.txt"]
+    assert git(worktree, "status", "--porcelain") == ""
+    assert git(worktree, "reflog", "-1", "--format=%gs", "HEAD") == f"reset: moving to {tip}"
+    # An untracked file where the commit has one: refused, nothing changed; git's reset then
+    # does what a reset does.
+    (worktree / "README.md").write_text("in the way\n")
+    assert not gitops.move_clean_worktree(env_root, worktree, start)
+    assert git(worktree, "rev-parse", "HEAD") == tip
+    assert (worktree / "README.md").read_text() == "in the way\n"
+    worktrees.reset(worktree, start, clean=True, root=env_root)
+    assert git(worktree, "rev-parse", "HEAD") == start
+    assert (worktree / "README.md").read_text() == "sample\n"
+    assert git(worktree, "status", "--porcelain") == ""

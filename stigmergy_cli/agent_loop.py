@@ -367,7 +367,9 @@ class Agent:
         )
         self._head_kept = True  # committed (kept under refs/stigmergy/results) or unchanged
         if self._heart is not None:
-            self._heart.beat(status="merging")
+            # Shown from the next write: a merge takes milliseconds, and the background beat
+            # keeps the lease meanwhile.
+            self._heart.note(status="merging")
         outcome = self.backend.land(
             claimed,
             self.options.agent,

@@ -22,9 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import typer
 
-    from stigmergy_cli.cli.app import app
+    from stigmergy_cli.cli import root
 
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(root.build(root.group_of(args)))
     try:
         result = command.main(args=args, prog_name="stigmergy", standalone_mode=False)
     except StigmergyError as exc:

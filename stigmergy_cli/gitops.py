@@ -361,10 +361,10 @@ def _commit_index(worktree: Path, root: Path, message: str, ident: Sequence[str]
     tree = run(["write-tree"], worktree).stdout.strip()
     if tree == parent_tree:
         return None
-    made = _write_commit(root, tree, [parent], message, ident)
+    made = _write_commit(root, tree, [parent], message, ident, asked=worktree)
     if made is None:
         raise gitfiles.NeedsGit("git makes this commit")
-    _move_branch(root, git_dir, branch, parent, made, ident, f"commit: {message.splitlines()[0]}")
+    _move_branch(worktree, root, branch, parent, made, ident, f"commit: {message.splitlines()[0]}")
     return made
 
 
@@ -383,7 +383,7 @@ def move_clean_worktree(root: Path, worktree: Path, commit: str) -> bool:
         if run(["read-tree", "-m", "-u", at, commit], worktree, check=False).returncode != 0:
             return False
         _move_branch(
-            root, git_dir, branch, at, commit, identity(root), f"reset: moving to {commit}"
+            worktree, root, branch, at, commit, identity(worktree), f"reset: moving to {commit}"
         )
     except gitfiles.NeedsGit:
         return False
@@ -391,15 +391,15 @@ def move_clean_worktree(root: Path, worktree: Path, commit: str) -> bool:
 
 
 def _move_branch(
-    root: Path, git_dir: Path, branch: str, old: str, new: str, ident: Sequence[str], why: str
+    worktree: Path, root: Path, branch: str, old: str, new: str, ident: Sequence[str], why: str
 ) -> None:
     """Move the branch a linked worktree has checked out from `old` to `new`, with the reflog
     entries git would write (the branch's and that worktree's HEAD's)."""
-    people = _signatures(str(root), tuple(ident))
+    people = _signatures(str(worktree), tuple(ident))
     if people is None:
         raise gitfiles.NeedsGit("no identity for the reflog")
     common = gitfiles.common_dir(root)
-    logs = (common / "logs" / branch, git_dir / "logs" / "HEAD")
+    logs = (common / "logs" / branch, gitfiles.worktree_git_dir(worktree) / "logs" / "HEAD")
     entry = f"{people[1]} {gitfiles.stamp()}\t{why}"
     gitfiles.write_ref(common, branch, new, old=old, reflog=(logs, entry))
 
@@ -434,16 +434,23 @@ def commit_tree(
 
 
 def _write_commit(
-    cwd: Path, tree: str, parents: Sequence[str], message: str, ident: Sequence[str]
+    cwd: Path,
+    tree: str,
+    parents: Sequence[str],
+    message: str,
+    ident: Sequence[str],
+    *,
+    asked: Path | None = None,
 ) -> str | None:
     """The commit `git commit-tree` would make, written as a loose object; None when git
     should make it: SHA-256 object names, identity or date variables in the environment
-    (git reads those at each commit), objects not kept in `cwd/.git/objects`."""
+    (git reads those at each commit), objects not kept in `cwd/.git/objects`. `asked`: where
+    git would have run, whose configuration names the author (a worktree may have its own)."""
     if not all(gitfiles.SHA1_RE.fullmatch(name) for name in (tree, *parents)) or any(
         name.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_")) for name in os.environ
     ):
         return None
-    people = _signatures(str(cwd), tuple(ident))
+    people = _signatures(str(asked or cwd), tuple(ident))
     if people is None:
         return None
     try:

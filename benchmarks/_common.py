@@ -374,6 +374,22 @@ def header(title: str, quick: bool) -> None:
     )
     if hasattr(os, "getloadavg"):
         print(f"   load average at start: {os.getloadavg()[0]:.2f} (other work skews every figure)")
+    print(f"   {cpu_speed()}")
+
+
+def cpu_speed() -> str:
+    """How fast this CPU is right now: the same pure-Python work timed three times. On a
+    shared virtual machine it can vary by half between runs minutes apart, and so does every
+    figure that depends on CPU."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        sum(range(5_000_000))
+        times.append(time.perf_counter() - start)
+    return (
+        "CPU speed probe (sum(range(5e6)), best of 3): "
+        f"{millis(min(times))}, worst {millis(max(times))}"
+    )
 
 
 def main_guard(body: Callable[[], None]) -> None:

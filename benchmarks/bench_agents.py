@@ -5,11 +5,11 @@
    task is timed from one `claims.claim_best` call to the next; every git process is counted
    and timed by wrapping `gitops.run`. One more run of the same shape under cProfile says
    where the time goes (its agent's worktree already exists).
-2. Parallel efficiency: 20 `stigmergy agent run` processes, started and idle before any task
-   exists, then one `task import` of 100 independent tasks whose executor sleeps 2 s and
-   writes one file. Makespan: from the import's start to the last merge, the later of the
-   last "merged" event (stamped as integration starts) and the last task's arrival in done/
-   (the merge's last step; the mtime of done/). Speed-up
+2. Parallel efficiency: 20 `stigmergy agent run` processes, started and idle (for 1 s after the
+   last one went idle) before any task exists, then one `task import` of 100 independent
+   tasks whose executor sleeps 2 s and writes one file. Makespan: from the import's start to
+   the last merge, the later of the last "merged" event (stamped as integration starts) and
+   the last task's arrival in done/ (the merge's last step; the mtime of done/). Speed-up
    over one agent: 100 x (2 s + one agent's measured overhead per task) / makespan; that
    overhead comes from one agent process running 10 tasks of the same executor with a 0.2 s
    sleep. Every task must land exactly once: one "merged" event, one result commit on the
@@ -78,7 +78,9 @@ BAR_WAKE = 0.200  # seconds from `task add` to an idle agent's claim
 BAR_IDLE_CPU = 1.0  # percent of one core per idle agent
 REPO_FILES = 20  # committed files in the "small repository"
 WRITE_FILE = 'echo x > "$STIGMERGY_TASK_ID.txt"'
-IDLE_EXIT = 3.0  # --idle-exit of the parallel run's agents
+# --idle-exit of the parallel run's agents: longer than the first one waits for the import (the
+# others' start-up, then the settle time), or it would leave before the work arrives.
+IDLE_EXIT = 8.0
 SAFETY_EXIT = 120.0  # --idle-exit of agents this script stops itself (if it dies, they go too)
 LOCK_SAMPLE = 0.002  # seconds between two looks at the integration lock
 
@@ -622,7 +624,10 @@ def parallel(n_agents: int, n_tasks: int, sleep: float, settle: float, base: int
     ):
         launched = time.time()
         idle_at = crowd.wait_idle()
-        time.sleep(max(0.0, launched + settle - time.time()))
+        # Idle means done starting: the import waits `settle` more seconds, so that it does
+        # not share the machine with the last agents' start-up (their fresh worktrees are
+        # still being written back, which an import's flush to disk would wait for).
+        time.sleep(settle)
         watch = CpuWatch(crowd.pids().values())
         start, seconds = import_tasks(repo, ids)
         crowd.wait_done(n_tasks, timeout=120 + n_tasks * sleep)
@@ -892,7 +897,7 @@ def body() -> None:
         throughput_threads(n_tasks=60, n_agents=8)
     else:
         per_task_overhead(200)
-        parallel(n_agents=20, n_tasks=100, sleep=2.0, settle=2.0, base=10)
+        parallel(n_agents=20, n_tasks=100, sleep=2.0, settle=1.0, base=10)
         wake_up(reps=5, wait=2.0)
         idle_cpu(n_agents=5, window=10.0)
         throughput(n_tasks=1_000, n_agents=8)

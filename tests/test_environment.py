@@ -313,3 +313,22 @@ def test_a_clean_worktree_is_moved_like_a_checkout_and_anything_odd_is_reset_by_
     assert git(worktree, "rev-parse", "HEAD") == start
     assert (worktree / "README.md").read_text() == "sample\n"
     assert git(worktree, "status", "--porcelain") == ""
+
+
+def test_once_objects_and_refs_are_packed_git_commits_and_the_result_is_the_same(
+    env_root: Path,
+) -> None:
+    worktree = _linked(env_root, "gamma")
+    git(env_root, "gc", "-q")  # the branch's commit packed, its ref in packed-refs
+    assert not (env_root / ".git/refs/heads/stigmergy/gamma").exists()
+    (worktree / "one.txt").write_text("one\n")
+    first = gitops.commit_all(worktree, "First\n", gitops.identity(worktree), root=env_root)
+    assert first is not None
+    assert git(worktree, "rev-parse", "HEAD", "stigmergy/gamma") == f"{first}\n{first}"
+    # Its parent is loose now: the next one is written directly, on top of it.
+    (worktree / "two.txt").write_text("two\n")
+    second = gitops.commit_all(worktree, "Second\n", gitops.identity(worktree), root=env_root)
+    assert second is not None
+    assert git(worktree, "log", "--format=%s", "-3") == "Second\nFirst\ninitial"
+    assert git(worktree, "status", "--porcelain") == ""
+    assert git(env_root, "fsck", "--strict", "--no-dangling") == ""

@@ -70,6 +70,10 @@ class TaskStore:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
+        # What this process's last scan of each state trusted: file name -> (stat signature,
+        # task). An agent scans pending/ before every claim; files it has seen since need
+        # neither the cache file decoded again nor their task rebuilt from it.
+        self._trusted: dict[str, dict[str, tuple[tuple[int, int, int, int], Task]]] = {}
 
     # -- reading -------------------------------------------------------------------------
 
@@ -169,8 +173,9 @@ class TaskStore:
             entries = list(os.scandir(self.layout.state_dir(state)))
         except FileNotFoundError:
             return
-        cache = self._read_cache(state)
-        fresh: dict[str, list[Any]] = {}
+        known = self._trusted.get(state, {})
+        cache: dict[str, list[Any]] | None = None  # read at the first file not known
+        fresh: dict[str, tuple[tuple[int, int, int, int], Task, list[Any] | None]] = {}
         changed = False
         for entry in entries:
             name = entry.name
@@ -185,11 +190,18 @@ class TaskStore:
                 result.problems.append(Problem(Path(entry.path), "not a regular file"))
                 continue
             signature = _signature(st)
-            sig = list(signature)
-            native = _cached(cache.get(name), sig)
-            task = _from_native(native) if native is not None else None
-            if task is not None and task.id != task_id:
-                task = None
+            task: Task | None = None
+            native: list[Any] | None = None
+            hit = known.get(name)
+            if hit is not None and hit[0] == signature:
+                task = hit[1]
+            else:
+                if cache is None:
+                    cache = self._read_cache(state)
+                native = _cached(cache.get(name), list(signature))
+                task = _from_native(native) if native is not None else None
+                if task is not None and task.id != task_id:
+                    task = None
             trusted = task is not None
             try:
                 if task is None:
@@ -215,14 +227,23 @@ class TaskStore:
             # that is still too young changes nothing to write: rewriting the cache for it
             # would cost every scan a write, and could drop what a writer just put there.
             if trusted or st.st_ctime_ns < racy_after_ns:
-                fresh[name] = [*sig, native]
+                fresh[name] = (signature, task, native)
                 changed = changed or not trusted
             result.records.append(TaskRecord(task, state, self.layout, signature))
+        self._trusted[state] = {name: (sig, task) for name, (sig, task, _) in fresh.items()}
+        if cache is None:  # every file known: nothing new to write
+            return
         # Entries of files that left (a claim moves one out of pending/) are harmless, so the
         # cache is rewritten for them only once they pile up.
         stale = len(cache) - (len(fresh) - sum(1 for name in fresh if name not in cache))
         if changed or stale > max(64, len(fresh) // 4):
-            self._write_cache(state, fresh)
+            self._write_cache(
+                state,
+                {
+                    name: [*sig, native if native is not None else task.to_native()]
+                    for name, (sig, task, native) in fresh.items()
+                },
+            )
 
     def _read_cache(self, state: str) -> dict[str, list[Any]]:
         try:

@@ -170,6 +170,11 @@ def test_the_list_cache_never_hides_an_edit(store: TaskStore) -> None:
     path = store.layout.task_file("pending", "a")
     path.write_text(path.read_text().replace("priority: 10", "priority: 90"))
     assert {r.task.id: r.task.priority for r in store.scan(later).records} == {"a": 90, "b": 50}
+    # Replaced by a rename (a new inode), as every writer here does: seen at once too.
+    replacement = path.with_name(".a.yaml.tmp")
+    replacement.write_text(path.read_text().replace("priority: 90", "priority: 70"))
+    replacement.replace(path)
+    assert {r.task.id: r.task.priority for r in store.scan(later).records} == {"a": 70, "b": 50}
     store.layout.task_file("pending", "b").unlink()
     assert [r.task.id for r in store.scan(later).records] == ["a"]
 

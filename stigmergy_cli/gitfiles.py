@@ -102,17 +102,21 @@ def checkout_of(common: Path, root: Path, ref: str) -> Path | None:
     if head(common) == wanted:
         return root
     found = None
-    admin_dir = common / "worktrees"
-    if admin_dir.is_dir():
-        for admin in admin_dir.iterdir():
-            try:
-                dot_git = Path((admin / "gitdir").read_text(encoding="utf-8").strip())
-            except (OSError, UnicodeDecodeError) as exc:
-                raise NeedsGit(str(exc)) from None
-            if not dot_git.exists():
-                raise NeedsGit("a worktree was deleted by hand")  # git judges whether it counts
-            if found is None and head(admin) == wanted:
-                found = dot_git.parent
+    try:
+        admins = list((common / "worktrees").iterdir())
+    except FileNotFoundError:
+        admins = []
+    except OSError as exc:
+        raise NeedsGit(str(exc)) from None
+    for admin in admins:
+        try:
+            dot_git = Path((admin / "gitdir").read_text(encoding="utf-8").strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NeedsGit(str(exc)) from None
+        if not dot_git.exists():
+            raise NeedsGit("a worktree was deleted by hand")  # git judges whether it counts
+        if found is None and head(admin) == wanted:
+            found = dot_git.parent
     return found
 
 

@@ -371,8 +371,8 @@ def _commit_index(worktree: Path, root: Path, message: str, ident: Sequence[str]
 def move_clean_worktree(root: Path, worktree: Path, commit: str) -> bool:
     """Bring a clean linked worktree and its branch to `commit` with a two-tree `git
     read-tree -m -u` (what a checkout does: only the files that differ are written) and the
-    branch moved as git moves it; `git reset --hard` costs half as much again. False, when
-    git should reset it instead (the worktree is then at no defined commit)."""
+    branch moved as git moves it; `git reset --hard` costs half as much again. False when
+    git should reset it instead: nothing was changed, or only the files were."""
     try:
         common = gitfiles.common_dir(root)
         git_dir = gitfiles.worktree_git_dir(worktree)

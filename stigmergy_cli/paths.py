@@ -9,6 +9,7 @@ ENV_DIR = ".stigmergy"
 
 # A task's state is the directory it sits in.
 STATES = ("pending", "active", "done", "failed", "cancelled")
+LIVE_STATES = ("pending", "active")  # work still to be done; the others grow with history
 CORRUPT = "corrupt"  # quarantine for unreadable task files; not a state
 
 

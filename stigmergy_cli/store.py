@@ -24,7 +24,7 @@ from stigmergy_cli import __version__, atomic, defaults, events, locks, tasks
 from stigmergy_cli.deps import check_acyclic
 from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
 from stigmergy_cli.oslock import FileLock
-from stigmergy_cli.paths import STATES, Layout
+from stigmergy_cli.paths import LIVE_STATES, STATES, Layout
 from stigmergy_cli.tasks import Task
 
 _CACHE_VERSION = f"1/{__version__}"
@@ -70,9 +70,10 @@ class TaskStore:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        # What this process's last scan of each state trusted: file name -> (stat signature,
-        # task). An agent scans pending/ before every claim; files it has seen since need
-        # neither the cache file decoded again nor their task rebuilt from it.
+        # What this process's last scan of pending/ or active/ trusted: file name -> (stat
+        # signature, task). An agent scans pending/ before every claim; files it has seen
+        # since need neither the cache file decoded again nor their task rebuilt from it.
+        # Only the states of live work (LIVE_STATES): the others grow with the pool's history.
         self._trusted: dict[str, dict[str, tuple[tuple[int, int, int, int], Task]]] = {}
 
     # -- reading -------------------------------------------------------------------------
@@ -230,7 +231,8 @@ class TaskStore:
                 fresh[name] = (signature, task, native)
                 changed = changed or not trusted
             result.records.append(TaskRecord(task, state, self.layout, signature))
-        self._trusted[state] = {name: (sig, task) for name, (sig, task, _) in fresh.items()}
+        if state in LIVE_STATES:
+            self._trusted[state] = {name: (sig, task) for name, (sig, task, _) in fresh.items()}
         if cache is None:  # every file known: nothing new to write
             return
         # Entries of files that left (a claim moves one out of pending/) are harmless, so the

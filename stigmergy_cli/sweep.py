@@ -23,7 +23,7 @@ from stigmergy_cli.errors import Conflict, StigmergyError
 from stigmergy_cli.heartbeats import Heartbeat
 from stigmergy_cli.locks import LockInfo
 from stigmergy_cli.oslock import is_locked
-from stigmergy_cli.paths import STATES
+from stigmergy_cli.paths import LIVE_STATES, STATES
 from stigmergy_cli.store import TaskStore
 
 
@@ -87,12 +87,17 @@ class SweepReport:
 class Sweeper:
     """One pass of the sweep over an environment at time `now`."""
 
-    def __init__(self, store: TaskStore, cfg: Config, now: float, *, dry_run: bool) -> None:
+    def __init__(
+        self, store: TaskStore, cfg: Config, now: float, *, dry_run: bool, history: bool = True
+    ) -> None:
         self.store = store
         self.layout = store.layout
         self.cfg = cfg
         self.now = now
         self.dry_run = dry_run
+        # Also look for unreadable files among finished tasks (done/, failed/, cancelled/),
+        # which grow for as long as the pool lives: what cron's sweep does, not an agent's.
+        self.history = history
         self.grace = defaults.CLAIM_GRACE
         self.report = SweepReport(dry_run)
 
@@ -195,7 +200,8 @@ class Sweeper:
     # -- files -----------------------------------------------------------------------------
 
     def _quarantine(self) -> None:
-        for problem in self.store.scan(self.now).problems:
+        states = STATES if self.history else LIVE_STATES
+        for problem in self.store.scan(self.now, states=states).problems:
             path = problem.path
             if problem.duplicate or not self._still_unreadable(path):
                 continue
@@ -289,5 +295,7 @@ def sweep(store: TaskStore, cfg: Config, now: float, *, dry_run: bool = False) -
 
 
 def sweep_if_idle(store: TaskStore, cfg: Config, now: float) -> SweepReport | None:
-    """Sweep unless the integration lock is busy (then None): for agents, in passing."""
-    return Sweeper(store, cfg, now, dry_run=False).run(wait=False)
+    """Sweep unless the integration lock is busy (then None): for agents, in passing. Only
+    live work is checked for unreadable files: reading every finished task under the lock
+    would cost an agent time and memory that grow with the pool's history."""
+    return Sweeper(store, cfg, now, dry_run=False, history=False).run(wait=False)

@@ -20,7 +20,7 @@ from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.paths import Layout
 from stigmergy_cli.procinfo import ProcessId
 from stigmergy_cli.store import TaskStore
-from stigmergy_cli.sweep import stale_reason, sweep
+from stigmergy_cli.sweep import stale_reason, sweep, sweep_if_idle
 
 from .conftest import snapshot
 
@@ -207,6 +207,19 @@ def test_a_live_claim_is_left_alone(store: TaskStore) -> None:
     report = sweep(store, Config(), time.time())
     assert (report.actions, report.live_locks) == ([], 1)
     claimed.claim.close()
+
+
+def test_an_agents_sweep_checks_live_work_and_leaves_finished_tasks_to_the_full_sweep(
+    store: TaskStore,
+) -> None:
+    later = time.time() + 60
+    for state in ("pending", "done"):
+        (store.layout.state_dir(state) / "bad.yaml").write_text("title: [")
+    in_passing = sweep_if_idle(store, Config(), later)
+    assert in_passing is not None
+    assert [a.target for a in in_passing.actions] == ["tasks/pending/bad.yaml"]
+    assert (store.layout.state_dir("done") / "bad.yaml").exists()
+    assert [a.target for a in sweep(store, Config(), later).actions] == ["tasks/done/bad.yaml"]
 
 
 def test_unreadable_files_are_quarantined_once_they_are_old(store: TaskStore) -> None:

@@ -31,6 +31,9 @@ _CACHE_VERSION = f"1/{__version__}"
 _FEW = 32  # below this many ids, per-id lookups and fsyncs beat directory reads and sync()
 MAX_TASK_FILE = 1024 * 1024
 _MANIFEST = "manifest.json"
+# What tells one version of a file from another without reading it: inode, size, mtime and
+# ctime in nanoseconds (see _signature).
+Signature = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class TaskRecord:
     state: str
     layout: Layout
     # The file's stat signature when `task` was read from it, if known (see TaskStore.current).
-    stat: tuple[int, int, int, int] | None = field(default=None, compare=False)
+    stat: Signature | None = field(default=None, compare=False)
 
     @property
     def path(self) -> Path:
@@ -74,7 +77,7 @@ class TaskStore:
         # signature, task). An agent scans pending/ before every claim; files it has seen
         # since need neither the cache file decoded again nor their task rebuilt from it.
         # Only the states of live work (LIVE_STATES): the others grow with the pool's history.
-        self._trusted: dict[str, dict[str, tuple[tuple[int, int, int, int], Task]]] = {}
+        self._trusted: dict[str, dict[str, tuple[Signature, Task]]] = {}
 
     # -- reading -------------------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class TaskStore:
             return
         known = self._trusted.get(state, {})
         cache: dict[str, list[Any]] | None = None  # read at the first file not known
-        fresh: dict[str, tuple[tuple[int, int, int, int], Task, list[Any] | None]] = {}
+        fresh: dict[str, tuple[Signature, Task, list[Any] | None]] = {}
         changed = False
         for entry in entries:
             name = entry.name
@@ -471,7 +474,7 @@ class TaskStore:
         return TaskRecord(task, to_state or record.state, self.layout)
 
 
-def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+def _signature(st: os.stat_result) -> Signature:
     """What tells one version of a file from another without reading it."""
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 

@@ -72,7 +72,9 @@ def worktree_git_dir(worktree: Path) -> Path:
         raise NeedsGit(str(exc)) from None
     if not text.startswith("gitdir:"):
         raise NeedsGit(f"{worktree} is not a linked worktree")
-    return (worktree / text.removeprefix("gitdir:").strip()).resolve()
+    # Not resolved: it is only read from, and resolving costs a syscall per path component,
+    # several times per task.
+    return worktree / text.removeprefix("gitdir:").strip()
 
 
 def head(git_dir: Path) -> str:

@@ -24,7 +24,7 @@ from stigmergy_cli.heartbeats import Heartbeat
 from stigmergy_cli.locks import LockInfo
 from stigmergy_cli.oslock import is_locked
 from stigmergy_cli.paths import LIVE_STATES, STATES
-from stigmergy_cli.store import TaskStore
+from stigmergy_cli.store import Problem, TaskStore
 
 
 def stale_reason(info: LockInfo, beat: Heartbeat | None, now: float, grace: float) -> str | None:
@@ -104,6 +104,9 @@ class Sweeper:
     def run(self, *, wait: bool = True) -> SweepReport | None:
         """Sweep once. Waits for the integration lock (a merge in progress) unless dry; with
         `wait=False`, returns None at once if someone holds it (agents sweep in passing)."""
+        # Reading every task file is the longest step and needs no lock, so it is done before
+        # taking the one merges wait for; each file it found is looked at again under it.
+        suspects = self._unreadable()
         lock = None if self.dry_run else locks.integration_lock(self.layout)
         if lock is not None:
             if wait:
@@ -115,7 +118,7 @@ class Sweeper:
                 self.store.recover_imports()
             self._reclaim_stale_locks()
             self._reconcile_active()
-            self._quarantine()
+            self._quarantine(suspects)
             self._clean()
         finally:
             if lock is not None:
@@ -199,11 +202,16 @@ class Sweeper:
 
     # -- files -----------------------------------------------------------------------------
 
-    def _quarantine(self) -> None:
+    def _unreadable(self) -> list[Problem]:
+        """Task files that could not be read (a task in two states is not one of them)."""
         states = STATES if self.history else LIVE_STATES
-        for problem in self.store.scan(self.now, states=states).problems:
+        problems = self.store.scan(self.now, states=states).problems
+        return [problem for problem in problems if not problem.duplicate]
+
+    def _quarantine(self, suspects: list[Problem]) -> None:
+        for problem in suspects:
             path = problem.path
-            if problem.duplicate or not self._still_unreadable(path):
+            if not self._still_unreadable(path):
                 continue
             target = self.layout.corrupt / f"{path.parent.name}.{path.name}.{int(self.now)}"
             if not self.dry_run:

@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -85,15 +86,36 @@ def head(git_dir: Path) -> str:
         raise NeedsGit(str(exc)) from None
 
 
-def branch_of(git_dir: Path) -> str:
-    """The branch (refs/heads/...) a worktree has checked out, when nothing is in progress
-    there; NeedsGit otherwise (detached, or a merge to conclude)."""
+@dataclass(frozen=True)
+class Branch:
+    """The branch a linked worktree has checked out, as its files say."""
+
+    common: Path  # the repository's git dir
+    git_dir: Path  # the worktree's own
+    ref: str  # refs/heads/...
+    commit: str  # where it points
+
+    @property
+    def reflogs(self) -> tuple[Path, Path]:
+        """The logs git appends to when this branch moves: its own and the worktree's HEAD's."""
+        return self.common / "logs" / self.ref, self.git_dir / "logs" / "HEAD"
+
+
+def checked_out(root: Path, worktree: Path) -> Branch:
+    """The branch the linked worktree `worktree` of `root` has checked out; NeedsGit when it
+    is detached, has no commit yet, or has an operation to conclude (a merge...)."""
+    common = common_dir(root)
+    git_dir = worktree_git_dir(worktree)
     said = head(git_dir)
     if not said.startswith("ref: refs/heads/"):
         raise NeedsGit("HEAD is detached")
     if any((git_dir / name).exists() for name in IN_PROGRESS):
         raise NeedsGit("an operation is in progress in that worktree")
-    return said.removeprefix("ref: ")
+    ref = said.removeprefix("ref: ")
+    commit = read_ref(common, ref)
+    if commit is None:
+        raise NeedsGit("the branch has no commit yet")
+    return Branch(common, git_dir, ref, commit)
 
 
 def checkout_of(common: Path, root: Path, ref: str) -> Path | None:

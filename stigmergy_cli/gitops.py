@@ -351,20 +351,15 @@ def _commit_index(worktree: Path, root: Path, message: str, ident: Sequence[str]
     write-tree`, then the commit written as a loose object and the branch moved as git moves
     it. None when the index has no change. NeedsGit when git should commit: a merge to
     conclude, a parent already packed, an identity set in the environment..."""
-    common = gitfiles.common_dir(root)
-    git_dir = gitfiles.worktree_git_dir(worktree)
-    branch = gitfiles.branch_of(git_dir)
-    parent = gitfiles.read_ref(common, branch)
-    if parent is None:
-        raise gitfiles.NeedsGit("the branch has no commit yet")
-    parent_tree = gitfiles.tree_of(common / "objects", parent)
+    branch = gitfiles.checked_out(root, worktree)
+    parent_tree = gitfiles.tree_of(branch.common / "objects", branch.commit)
     tree = run(["write-tree"], worktree).stdout.strip()
     if tree == parent_tree:
         return None
-    made = _write_commit(root, tree, [parent], message, ident, asked=worktree)
+    made = _write_commit(root, tree, [branch.commit], message, ident, asked=worktree)
     if made is None:
         raise gitfiles.NeedsGit("git makes this commit")
-    _move_branch(worktree, root, branch, parent, made, ident, f"commit: {message.splitlines()[0]}")
+    _move_branch(branch, made, worktree, ident, f"commit: {message.splitlines()[0]}")
     return made
 
 
@@ -373,35 +368,31 @@ def move_clean_worktree(root: Path, worktree: Path, commit: str) -> bool:
     read-tree -m -u` (what a checkout does: only the files that differ are written) and the
     branch moved as git moves it; `git reset --hard` costs half as much again. False when
     git should reset it instead: nothing was changed, or only the files were."""
+    if not gitfiles.SHA1_RE.fullmatch(commit):
+        return False
     try:
-        common = gitfiles.common_dir(root)
-        git_dir = gitfiles.worktree_git_dir(worktree)
-        branch = gitfiles.branch_of(git_dir)
-        at = gitfiles.read_ref(common, branch)
-        if at is None or not gitfiles.SHA1_RE.fullmatch(commit):
+        branch = gitfiles.checked_out(root, worktree)
+        moved = run(["read-tree", "-m", "-u", branch.commit, commit], worktree, check=False)
+        if moved.returncode != 0:
             return False
-        if run(["read-tree", "-m", "-u", at, commit], worktree, check=False).returncode != 0:
-            return False
-        _move_branch(
-            worktree, root, branch, at, commit, identity(worktree), f"reset: moving to {commit}"
-        )
+        _move_branch(branch, commit, worktree, identity(worktree), f"reset: moving to {commit}")
     except gitfiles.NeedsGit:
         return False
     return True
 
 
 def _move_branch(
-    worktree: Path, root: Path, branch: str, old: str, new: str, ident: Sequence[str], why: str
+    branch: gitfiles.Branch, new: str, worktree: Path, ident: Sequence[str], why: str
 ) -> None:
-    """Move the branch a linked worktree has checked out from `old` to `new`, with the reflog
-    entries git would write (the branch's and that worktree's HEAD's)."""
+    """Move the branch a linked worktree has checked out to `new`, if it is still where it was
+    read, with the reflog entries git would write (the branch's and that worktree's HEAD's)."""
     people = _signatures(str(worktree), tuple(ident))
     if people is None:
         raise gitfiles.NeedsGit("no identity for the reflog")
-    common = gitfiles.common_dir(root)
-    logs = (common / "logs" / branch, gitfiles.worktree_git_dir(worktree) / "logs" / "HEAD")
     entry = f"{people[1]} {gitfiles.stamp()}\t{why}"
-    gitfiles.write_ref(common, branch, new, old=old, reflog=(logs, entry))
+    gitfiles.write_ref(
+        branch.common, branch.ref, new, old=branch.commit, reflog=(branch.reflogs, entry)
+    )
 
 
 def merge_base(cwd: Path, one: str, other: str) -> str | None:

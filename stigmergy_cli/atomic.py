@@ -28,9 +28,10 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
 
 
-def _write_temp(path: Path, data: bytes, *, fsync: bool = True) -> Path:
-    tmp = _temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+def _create(path: Path, data: bytes, *, fsync: bool) -> None:
+    """Write `data` to `path`, which must not exist (never through a planted symlink); gone
+    again if the write fails."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -39,8 +40,13 @@ def _write_temp(path: Path, data: bytes, *, fsync: bool = True) -> Path:
                 os.fsync(fh.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            path.unlink()
         raise
+
+
+def _write_temp(path: Path, data: bytes, *, fsync: bool = True) -> Path:
+    tmp = _temp_name(path)
+    _create(tmp, data, fsync=fsync)
     return tmp
 
 
@@ -64,11 +70,7 @@ def write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
 def write_new(path: Path, data: bytes) -> None:
     """Create `path` (it must not exist) with `data`, durably, with no temp file: only for a
     directory nobody reads yet, such as a stage that one rename will publish whole."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    _create(path, data, fsync=True)
     fsync_dir(path.parent)
 
 
@@ -91,9 +93,14 @@ def create_bytes(path: Path, data: bytes) -> bool:
     return True
 
 
+def json_bytes(obj: Any) -> bytes:
+    """`obj` as our JSON files hold it: indented, keys sorted, a final newline."""
+    return json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n"
+
+
 def write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
     """Replace `path` with `obj` as JSON atomically."""
-    write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n", durable=durable)
+    write_bytes(path, json_bytes(obj), durable=durable)
 
 
 def move(src: Path, dst: Path) -> None:

@@ -139,7 +139,7 @@ def acquire(layout: Layout, task_id: str, owner: Owner) -> Claim | None:
     try:
         # The stage is ours alone until the rename below publishes it, so the owner file
         # needs no temp file of its own: written and fsynced here, it is whole when seen.
-        atomic.write_new(stage / OWNER_FILE, _owner_json(owner))
+        atomic.write_new(stage / OWNER_FILE, atomic.json_bytes(asdict(owner)))
         if not os_lock.try_acquire():  # a fresh file: nobody else can hold it
             raise RuntimeError(f"could not lock the new file {os_lock.path}")  # noqa: TRY301
         os.rename(stage, layout.lock_dir(task_id))
@@ -155,10 +155,6 @@ def acquire(layout: Layout, task_id: str, owner: Owner) -> Claim | None:
         raise
     atomic.fsync_dir(layout.locks)
     return Claim(task_id, owner, os_lock)
-
-
-def _owner_json(owner: Owner) -> bytes:
-    return json.dumps(asdict(owner), indent=2, sort_keys=True).encode() + b"\n"
 
 
 def read_owner(lock_dir: Path) -> Owner:

@@ -104,16 +104,16 @@ class Sweeper:
     def run(self, *, wait: bool = True) -> SweepReport | None:
         """Sweep once. Waits for the integration lock (a merge in progress) unless dry; with
         `wait=False`, returns None at once if someone holds it (agents sweep in passing)."""
-        # Reading every task file is the longest step and needs no lock, so it is done before
-        # taking the one merges wait for; each file it found is looked at again under it.
-        suspects = self._unreadable()
         lock = None if self.dry_run else locks.integration_lock(self.layout)
-        if lock is not None:
-            if wait:
-                lock.acquire()
-            elif not lock.try_acquire():
-                return None
+        if lock is not None and not wait and not lock.try_acquire():
+            return None
         try:
+            # Reading every task file is the longest step and needs no lock, so a sweep that
+            # waits does it before taking the one merges wait for; each file it found is
+            # looked at again under it.
+            suspects = self._unreadable()
+            if lock is not None and wait:
+                lock.acquire()
             if not self.dry_run:
                 self.store.recover_imports()
             self._reclaim_stale_locks()

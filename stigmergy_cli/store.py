@@ -388,8 +388,7 @@ class TaskStore:
             except FileNotFoundError:
                 continue
             if st.st_ino == inodes[task.id]:
-                sig = list(_signature(st))
-                entries[f"{task.id}.yaml"] = [*sig, task.to_native()]
+                entries[f"{task.id}.yaml"] = [*_signature(st), task.to_native()]
         cache = self._read_cache("pending")
         cache.update(entries)
         self._write_cache("pending", cache)

@@ -234,20 +234,44 @@ def write_object(objects: Path, kind: bytes, body: bytes) -> str:
     return name
 
 
-def tree_of(objects: Path, commit: str) -> str:
-    """The tree of a commit stored as a loose object (NeedsGit once it is packed)."""
+def read_object(objects: Path, name: str, *, head: int | None = None) -> tuple[bytes, bytes]:
+    """The kind and content of a loose object (gitformat-loose); NeedsGit if it is not stored
+    loose (packed, in an alternate, missing) or is not an object. `head`: inflate only that
+    many bytes, enough for a commit's first lines."""
     import zlib
 
     try:
-        raw = (objects / commit[:2] / commit[2:]).read_bytes()
-        start = zlib.decompressobj().decompress(raw, 128)  # the header and the tree line
+        with open(f"{objects}/{name[:2]}/{name[2:]}", "rb") as fh:  # no Path: read per commit
+            raw = fh.read()
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(raw) if head is None else inflater.decompress(raw, head)
     except (OSError, zlib.error) as exc:
         raise NeedsGit(str(exc)) from None
-    header, _, body = start.partition(b"\0")
-    tree = body[5:45].decode("ascii", "replace")
-    if not (header.startswith(b"commit ") and body.startswith(b"tree ") and SHA1_RE.match(tree)):
+    header, nul, body = data.partition(b"\0")
+    kind, _, size = header.partition(b" ")
+    if not nul or not size.isdigit() or (head is None and int(size) != len(body)):
+        raise NeedsGit(f"object {name} is not stored as git stores objects")
+    return kind, body
+
+
+def commit_links(objects: Path, commit: str) -> tuple[str, tuple[str, ...]]:
+    """The tree and the parents of a loose commit, from its first lines."""
+    kind, body = read_object(objects, commit, head=4096)
+    lines = body.split(b"\n")
+    tree = lines[0][5:].decode("ascii", "replace")
+    if kind != b"commit" or not lines[0].startswith(b"tree ") or not SHA1_RE.fullmatch(tree):
         raise NeedsGit(f"{commit} is not a commit")
-    return tree
+    parents: list[str] = []
+    for line in lines[1:-1]:  # the last line may be cut short by `head`
+        if not line.startswith(b"parent "):
+            return tree, tuple(parents)
+        parents.append(line[7:].decode("ascii", "replace"))
+    raise NeedsGit(f"commit {commit} has too many parents to read")
+
+
+def tree_of(objects: Path, commit: str) -> str:
+    """The tree of a commit stored as a loose object (NeedsGit once it is packed)."""
+    return commit_links(objects, commit)[0]
 
 
 def preload() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stigmergy_cli import gitfiles
+from stigmergy_cli import gitfiles, treemerge
 from stigmergy_cli.errors import GitError, NotARepository
 
 if TYPE_CHECKING:
@@ -473,12 +473,21 @@ class MergeResult:
     conflicts: tuple[str, ...]
 
 
-def merge_tree(cwd: Path, ours: str, theirs: str) -> MergeResult:
+def merge_tree(cwd: Path, ours: str, theirs: str, *, base: str | None = None) -> MergeResult:
     """Three-way merge of two commits without touching any index or working tree.
 
-    Exit 0 is clean, 1 is a conflict (which may list no file, e.g. some directory renames),
-    anything else is an error, never a conflict.
+    `base`: the commit `theirs` was made on, when the caller knows it. A merge decided by
+    whole files is then done without git (treemerge). Otherwise git's exit 0 is clean, 1 is
+    a conflict (which may list no file, e.g. some directory renames), anything else is an
+    error, never a conflict.
     """
+    if base is not None:
+        try:
+            tree = treemerge.merge(gitfiles.common_dir(cwd), ours, theirs, base)
+        except gitfiles.NeedsGit:
+            pass
+        else:
+            return MergeResult(True, tree, ())
     proc = run(
         ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", ours, theirs],
         cwd,

@@ -202,7 +202,7 @@ def _land(
         if base == old:
             new = result  # the result was built on the tip: fast-forward
         else:
-            merged = gitops.merge_tree(root, old, result)
+            merged = gitops.merge_tree(root, old, result, base=base)
             if not merged.clean:
                 return Outcome("conflict", task.id, result, files=merged.conflicts)
             # No Stigmergy-Task trailer here: the result commit carries it, exactly once.

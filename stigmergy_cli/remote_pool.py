@@ -796,7 +796,7 @@ class RemotePool:
             return merge.Outcome("unchanged", task.id, result, merge_commit=tip)
         if base == tip:
             return merge.Outcome("merged", task.id, result, merge_commit=result)
-        merged = gitops.merge_tree(root, tip, result)
+        merged = gitops.merge_tree(root, tip, result, base=base)
         if not merged.clean:
             return merge.Outcome("conflict", task.id, result, files=merged.conflicts)
         message = f"Merge {task.id}: {task.title}\n"

@@ -259,14 +259,37 @@ def _finish(
     now: float,
     log: str | None,
 ) -> None:
-    """Record the outcome on the task, move it to done, release the claim (integration lock
-    held)."""
+    """Record the outcome, move the task to done, release the claim (integration lock held)."""
+    record_done(store, cfg, record, agent, outcome, now, log)
+    locks.remove(store.layout, record.task.id, token, agent)
+
+
+def record_done(
+    store: TaskStore,
+    cfg: Config,
+    record: TaskRecord,
+    agent: str,
+    outcome: Outcome,
+    now: float,
+    log: str | None,
+) -> None:
+    """Record `outcome` on the task and move it to done; a resolved conflict that merged also
+    completes the task it resolved. The caller holds the integration lock and the task's."""
     task = record.task
     result = result_doc(outcome, agent, now, log)
     store.write(record, task.evolve(result=result, updated_at=now), "done")
-    locks.remove(store.layout, task.id, token, agent)
     if outcome.merged and task.type == CONFLICT_TYPE:
         _complete_originals(store, cfg, task, outcome, now)
+
+
+def landed_result(root: Path, cfg: Config, task_id: str) -> str | None:
+    """The task's result commit if the target already has it: the task merged, and whoever
+    merged it stopped before recording so (a crash between the two)."""
+    result = gitops.ref_commit(root, f"{RESULTS}{task_id}")
+    tip = gitops.ref_commit(root, _Target(cfg.target).ref)
+    if result is None or tip is None or not gitops.is_ancestor(root, result, tip):
+        return None
+    return result
 
 
 def result_doc(outcome: Outcome, agent: str, now: float, log: str | None) -> dict[str, Any]:

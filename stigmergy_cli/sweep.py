@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import defaults, events, gitops, heartbeats, locks, signals
+from stigmergy_cli import defaults, events, gitops, heartbeats, locks, merge, signals
 from stigmergy_cli.claims import deposit, max_attempts, requeue_after_failure
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, StigmergyError
@@ -171,7 +171,12 @@ class Sweeper:
     def _requeue(
         self, task_id: str, reason: str, agent: str | None, kind: str = "reclaimed"
     ) -> None:
-        """Count a lost attempt and put the task back (or in failed/ at its limit)."""
+        """Count a lost attempt and put the task back (or in failed/ at its limit); or, if its
+        result is already on the target, record it as merged: never run a task twice."""
+        landed = merge.landed_result(self.layout.root, self.cfg, task_id)
+        if landed is not None:
+            self._record_landed(task_id, reason, agent, landed)
+            return
         result = {"outcome": "swept", "agent": agent, "reason": reason, "finished_at": self.now}
         if self.dry_run:
             record = self.store.get(task_id)
@@ -199,6 +204,40 @@ class Sweeper:
             return  # an agent grabbed the lock meanwhile; the next sweep reconciles
         detail = f"{reason}; attempt {task.attempts} of {max_attempts(task, self.cfg)}"
         self._do(Action(kind, task_id, detail, agent, to_state))
+
+    def _record_landed(self, task_id: str, reason: str, agent: str | None, commit: str) -> None:
+        """The holder died after the target took its result and before the task said so."""
+        detail = f"{reason}; its result {commit[:10]} is already on {self.cfg.target}"
+        if not self.dry_run:
+            outcome = merge.Outcome("merged", task_id, commit)
+            try:
+                with locks.exclusive(
+                    self.layout,
+                    task_id,
+                    who="sweep",
+                    now=self.now,
+                    lease=self.cfg.lease,
+                    integration_held=True,
+                ):
+                    record = self.store.get(task_id)
+                    if record.state != "active":
+                        return
+                    merge.record_done(
+                        self.store, self.cfg, record, agent or "sweep", outcome, self.now, None
+                    )
+            except Conflict:
+                return  # an agent grabbed the lock meanwhile; the next sweep reconciles
+            events.append(
+                self.layout.events,
+                events.MERGED,
+                self.now,
+                task=task_id,
+                agent=agent,
+                outcome="merged",
+                commit=commit,
+                detail=f"recorded by the sweep: {detail}",
+            )
+        self._do(Action("landed", task_id, detail, agent, "done"))
 
     # -- files -----------------------------------------------------------------------------
 

@@ -1,16 +1,21 @@
 """A claim holder for fault tests: claims a task as an agent process would, then obeys stdin.
 
 Run as `python tests/holder.py ROOT AGENT TASK`; prints one JSON line per step.
+"land-and-die" commits a change and merges it, and the process kills itself with SIGKILL the
+moment the target has moved (before the task is recorded as done): a crash at the worst
+instant of a merge.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
-from stigmergy_cli import claims
+from stigmergy_cli import claims, merge, results
 from stigmergy_cli.environment import open_environment
 from stigmergy_cli.errors import StigmergyError
 from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
@@ -50,6 +55,21 @@ def main() -> None:
             elif command == "complete":
                 with claims.owned(env.store, task_id, agent, claimed.token):
                     pass
+            elif command == "land-and-die":  # killed the moment the target has the result
+                task = claimed.record.task
+                worktree = results.prepare(env.layout, env.config, agent, task, time.time())
+                (worktree / f"{task_id}.txt").write_text("work\n")
+                commit = results.commit(env.layout, env.config, worktree, task, agent)
+                merge._finish = lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL)
+                merge.integrate(
+                    env.store,
+                    env.config,
+                    task_id=task_id,
+                    agent=agent,
+                    token=claimed.token,
+                    result=commit,
+                    now=time.time(),
+                )
         except StigmergyError as exc:
             print(json.dumps({"refused": command, "error": str(exc)}), flush=True)
         else:

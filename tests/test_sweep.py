@@ -22,7 +22,7 @@ from stigmergy_cli.procinfo import ProcessId
 from stigmergy_cli.store import TaskStore
 from stigmergy_cli.sweep import stale_reason, sweep, sweep_if_idle
 
-from .conftest import snapshot
+from .conftest import git, snapshot
 
 HOLDER = Path(__file__).with_name("holder.py")
 STIGMERGY = Path(sys.executable).parent / "stigmergy"
@@ -312,6 +312,35 @@ def test_kill_9_of_a_holder_returns_its_task_at_once_and_exactly_once(store: Tas
     assert "is gone" in action.reason
     assert (store.get("t").state, store.get("t").task.attempts) == ("pending", 1)
     assert sweep(store, cfg, time.time()).actions == []
+
+
+def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
+    store: TaskStore,
+) -> None:
+    root = store.layout.root
+    _add(store, "t")
+    proc, _token = _start_holder(root, "alpha", "t")
+    assert proc.stdin is not None
+    proc.stdin.write("land-and-die\n")
+    proc.stdin.flush()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    trailers = git(root, "log", "main", "--format=%(trailers:key=Stigmergy-Task,valueonly)")
+    assert trailers.split() == ["t"]  # merged, and the task still active: the crash's window
+    assert store.get("t").state == "active"
+    cfg = config.load(store.layout.config)
+    (action,) = sweep(store, cfg, time.time()).actions
+    assert (action.kind, action.to_state) == ("landed", "done")
+    record = store.get("t")
+    assert record.state == "done"
+    assert record.task.result is not None
+    assert (record.task.result["merged"], record.task.result["agent"]) == (True, "alpha")
+    assert record.task.result["commit"] == git(root, "rev-parse", "refs/stigmergy/results/t")
+    assert locks.inspect(store.layout, "t") is None
+    merged = [e for e in events.read(store.layout.events) if e["event"] == events.MERGED]
+    assert [(e["task"], e["agent"]) for e in merged] == [("t", "alpha")]
+    assert sweep(store, cfg, time.time()).actions == []
+    assert (root / "t.txt").read_text() == "work\n"  # the checkout was brought forward
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
 
 
 @pytest.mark.slow

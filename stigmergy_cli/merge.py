@@ -274,12 +274,15 @@ def record_done(
     log: str | None,
 ) -> None:
     """Record `outcome` on the task and move it to done; a resolved conflict that merged also
-    completes the task it resolved. The caller holds the integration lock and the task's."""
+    completes the task it resolved. The caller holds the integration lock and the task's.
+
+    The originals first: a crash in between leaves this task active with its result on the
+    target, which the sweep finishes by calling this again."""
     task = record.task
-    result = result_doc(outcome, agent, now, log)
-    store.write(record, task.evolve(result=result, updated_at=now), "done")
     if outcome.merged and task.type == CONFLICT_TYPE:
         _complete_originals(store, cfg, task, outcome, now)
+    result = result_doc(outcome, agent, now, log)
+    store.write(record, task.evolve(result=result, updated_at=now), "done")
 
 
 def landed_result(root: Path, cfg: Config, task_id: str) -> str | None:
@@ -374,12 +377,17 @@ def _complete_originals(
             ):
                 record = store.get(original_id)
                 result = dict(record.task.result or {})
-                result.update(merged=True, merge_commit=outcome.merge_commit, merged_by=task.id)
-                store.write(record, record.task.evolve(result=result, updated_at=now))
+                again = result.get("merged") is True and result.get("merged_by") == task.id
+                if not again:  # (done already, before a crash this is the recovery from)
+                    result.update(merged=True, merged_by=task.id)
+                    if outcome.merge_commit is not None:
+                        result["merge_commit"] = outcome.merge_commit
+                    store.write(record, record.task.evolve(result=result, updated_at=now))
         except StigmergyError:
             return
-        events.append(store.layout.events, events.MERGED, now, task=original_id, via=task.id)
-        claims.nudge_dependants(store, cfg, original_id, task.id, now)
+        if not again:
+            events.append(store.layout.events, events.MERGED, now, task=original_id, via=task.id)
+            claims.nudge_dependants(store, cfg, original_id, task.id, now)
         current = record.task
 
 

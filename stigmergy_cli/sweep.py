@@ -63,7 +63,7 @@ def stale_reason(info: LockInfo, beat: Heartbeat | None, now: float, grace: floa
 class Action:
     """One thing the sweep did (or, with --dry-run, would do)."""
 
-    kind: str  # reclaimed | lock_removed | reconciled | quarantined | cleaned
+    kind: str  # reclaimed | landed | lock_removed | reconciled | quarantined | cleaned
     target: str  # a task id, or a path relative to .stigmergy/
     reason: str
     agent: str | None = None

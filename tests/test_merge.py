@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import claims, gitops, merge, results, tasks, worktrees
+from stigmergy_cli import claims, events, gitops, merge, results, sweep, tasks, worktrees
 from stigmergy_cli.claims import Claimed
 from stigmergy_cli.environment import Environment, open_environment
 from stigmergy_cli.errors import GitError
+from stigmergy_cli.store import TaskRecord, TaskStore
 
 from .conftest import git
 
@@ -96,9 +97,8 @@ def test_no_change_is_a_valid_result(env: Environment) -> None:
     assert env.store.get("t").state == "done"
 
 
-def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(
-    env: Environment,
-) -> None:
+def _conflicting_results(env: Environment) -> tuple[str | None, str | None, merge.Outcome]:
+    """Tasks a and b change the same line: a merges, b conflicts (b.conflict is created)."""
     root = env.layout.root
     (root / "shared.txt").write_text("one\ntwo\nthree\n")
     git(root, "add", "shared.txt")
@@ -108,7 +108,14 @@ def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(
     commit_a = _work(env, first, "alpha", {"shared.txt": "one\nfrom a\nthree\n"})
     commit_b = _work(env, second, "beta", {"shared.txt": "one\nfrom b\nthree\n"})
     assert _land(env, first, "alpha", commit_a).kind == "merged"
-    outcome = _land(env, second, "beta", commit_b)
+    return commit_a, commit_b, _land(env, second, "beta", commit_b)
+
+
+def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(
+    env: Environment,
+) -> None:
+    root = env.layout.root
+    commit_a, commit_b, outcome = _conflicting_results(env)
     assert (outcome.kind, outcome.files, outcome.conflict_task) == (
         "conflict",
         ("shared.txt",),
@@ -143,6 +150,44 @@ def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(
     done = env.store.get("b").task.result
     assert done is not None
     assert (done["merged"], done["merged_by"]) == (True, "b.conflict")
+
+
+class _Crash(BaseException):
+    """The process dying at an instant chosen by the test."""
+
+
+@pytest.mark.parametrize("dies_writing", ["b", "b.conflict"])  # the original, then its own
+def test_a_resolution_whose_agent_died_while_recording_it_is_finished_by_the_sweep(
+    env: Environment, monkeypatch: pytest.MonkeyPatch, dies_writing: str
+) -> None:
+    _conflicting_results(env)
+    resolver = claims.claim_best(env.store, env.config, "gamma", role=None, now=time.time())
+    worktree = results.prepare(env.layout, env.config, "gamma", resolver.record.task, time.time())
+    (worktree / "shared.txt").write_text("one\nfrom a\nfrom b\nthree\n")
+    resolution = results.commit(env.layout, env.config, worktree, resolver.record.task, "gamma")
+    write = TaskStore.write
+
+    def dies_recording_the_resolution(
+        self: TaskStore, record: TaskRecord, task: tasks.Task, to_state: str | None = None
+    ) -> TaskRecord:
+        if task.id == dies_writing:
+            raise _Crash
+        return write(self, record, task, to_state)
+
+    monkeypatch.setattr(TaskStore, "write", dies_recording_the_resolution)
+    with pytest.raises(_Crash):
+        _land(env, resolver, "gamma", resolution)  # the target moved, then the agent died
+    resolver.claim.close()  # and with it its flock
+    monkeypatch.undo()
+    assert env.store.get("b.conflict").state == "active"
+    (action,) = sweep.sweep(env.store, env.config, time.time()).actions
+    assert (action.kind, action.target, action.to_state) == ("landed", "b.conflict", "done")
+    assert env.store.get("b.conflict").state == "done"
+    original = env.store.get("b").task.result
+    assert original is not None
+    assert (original["merged"], original["merged_by"]) == (True, "b.conflict")
+    merged = [e["task"] for e in events.read(env.layout.events) if e["event"] == events.MERGED]
+    assert merged.count("b") == 1
 
 
 def test_a_swept_agent_cannot_land_and_its_work_is_salvaged(env: Environment) -> None:

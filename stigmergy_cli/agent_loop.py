@@ -185,6 +185,7 @@ class Agent:
                     self.clock(),
                     self.can_take,
                     threshold or None,
+                    after_idle=idle_since is not None,
                 )
             except NothingClaimable as exc:
                 if self.options.once:

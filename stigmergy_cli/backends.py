@@ -49,8 +49,10 @@ class Backend(Protocol):
         now: float,
         can_take: Callable[[Task], bool],
         wake_threshold: float | None,
+        after_idle: bool = False,
     ) -> Work:
-        """The best ready task for `agent`; raises claims.NothingClaimable."""
+        """The best ready task for `agent`; raises claims.NothingClaimable. `after_idle`: the
+        agent was idle until now (others woken by the same change may be claiming too)."""
 
     def give_back(self, work: Work, agent: str, why: str, now: float) -> None: ...
 
@@ -116,6 +118,7 @@ class LocalBackend:
         now: float,
         can_take: Callable[[Task], bool],
         wake_threshold: float | None,
+        after_idle: bool = False,
     ) -> Claimed:
         try:
             claimed = claims.claim_best(
@@ -126,6 +129,7 @@ class LocalBackend:
                 now=now,
                 can_take=can_take,
                 wake_threshold=wake_threshold,
+                after_idle=after_idle,
             )
         except claims.NothingClaimable as exc:
             self._done_matters = exc.waiting
@@ -276,6 +280,7 @@ class RemoteBackend:
         now: float,
         can_take: Callable[[Task], bool],
         wake_threshold: float | None,
+        after_idle: bool = False,  # noqa: ARG002 (a remote claim is one CAS push of a ref)
     ) -> Held:
         held = self.pool.claim_best(
             agent, role=role, now=now, can_take=can_take, wake_threshold=wake_threshold

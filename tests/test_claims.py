@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import claims, config, events, locks, signals, tasks
+from stigmergy_cli import claims, config, events, heartbeats, locks, signals, tasks
 from stigmergy_cli.claims import NothingClaimable
 from stigmergy_cli.config import Config
+from stigmergy_cli.heartbeats import Heartbeat
 from stigmergy_cli.locks import NotOwner
 from stigmergy_cli.paths import Layout
 from stigmergy_cli.store import TaskStore
@@ -51,6 +53,37 @@ def test_claims_go_best_score_first_and_move_the_task(store: TaskStore) -> None:
     assert store.get("high").state == "active"
     assert [i.task_id for i in locks.list_locks(store.layout)] == ["high", "low", "mid"]
     assert [e["event"] for e in events.read(store.layout.events)][-3:] == ["claimed"] * 3
+
+
+def _idle(store: TaskStore, agents: list[str], role: str | None = None, *, at: float = NOW) -> None:
+    for agent in agents:
+        heartbeats.write(store.layout, Heartbeat.new(agent, role=role, now=at))
+
+
+def test_agents_woken_together_share_out_the_best_tasks_between_them(store: TaskStore) -> None:
+    for n in range(40):
+        _add(store, f"t{n:02d}", priority=99 - n)
+    agents = [f"agent{i}" for i in range(8)]
+    _idle(store, agents)
+    _idle(store, ["writer"], role="writer")  # another role: not a rival
+    _idle(store, ["gone"], at=NOW - 2 * CFG.lease)  # its heartbeat is stale: not a rival
+    assert claims.claiming_agents(store.layout, None, NOW, CFG.lease) == 8
+    # One after another, each saying so in its heartbeat as an agent does: the eight best go
+    # to the eight agents, in no fixed order.
+    won = []
+    for agent in agents:
+        claimed = claims.claim_best(store, CFG, agent, role=None, now=NOW, after_idle=True)
+        claimed.claim.close()
+        won.append(claimed.record.task.id)
+        heartbeats.write(
+            store.layout, replace(Heartbeat.new(agent, role=None, now=NOW), status="working")
+        )
+    assert sorted(won) == [f"t{n:02d}" for n in range(8)]
+    assert won != sorted(won)
+    # An agent alone takes the best.
+    _idle(store, ["late"])
+    claimed = claims.claim_best(store, CFG, "late", role=None, now=NOW, after_idle=True)
+    assert claimed.record.task.id == "t08"
 
 
 def test_roles_dependencies_and_executability_are_respected(store: TaskStore) -> None:

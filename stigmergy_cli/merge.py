@@ -378,7 +378,7 @@ def _complete_originals(
                 record = store.get(original_id)
                 result = dict(record.task.result or {})
                 again = result.get("merged") is True and result.get("merged_by") == task.id
-                if not again:  # (done already, before a crash this is the recovery from)
+                if not again:  # else recorded already: the sweep is finishing after a crash
                     result.update(merged=True, merged_by=task.id)
                     if outcome.merge_commit is not None:
                         result["merge_commit"] = outcome.merge_commit

@@ -24,7 +24,7 @@ from stigmergy_cli.heartbeats import Heartbeat
 from stigmergy_cli.locks import LockInfo
 from stigmergy_cli.oslock import is_locked
 from stigmergy_cli.paths import LIVE_STATES, STATES
-from stigmergy_cli.store import Problem, TaskStore
+from stigmergy_cli.store import Problem, TaskRecord, TaskStore
 
 
 def stale_reason(info: LockInfo, beat: Heartbeat | None, now: float, grace: float) -> str | None:
@@ -179,21 +179,13 @@ class Sweeper:
             return
         result = {"outcome": "swept", "agent": agent, "reason": reason, "finished_at": self.now}
         if self.dry_run:
-            record = self.store.get(task_id)
-            _, to_state = requeue_after_failure(record.task, self.cfg, self.now, result)
+            seen = self.store.get(task_id)
+            _, to_state = requeue_after_failure(seen.task, self.cfg, self.now, result)
             self._do(Action(kind, task_id, reason, agent, to_state))
             return
         try:
-            with locks.exclusive(
-                self.layout,
-                task_id,
-                who="sweep",
-                now=self.now,
-                lease=self.cfg.lease,
-                integration_held=True,
-            ):
-                record = self.store.get(task_id)
-                if record.state != "active":
+            with self._still_active(task_id) as record:
+                if record is None:
                     return
                 task, to_state = requeue_after_failure(record.task, self.cfg, self.now, result)
                 self.store.write(record, task, to_state)
@@ -205,22 +197,29 @@ class Sweeper:
         detail = f"{reason}; attempt {task.attempts} of {max_attempts(task, self.cfg)}"
         self._do(Action(kind, task_id, detail, agent, to_state))
 
+    @contextlib.contextmanager
+    def _still_active(self, task_id: str) -> Iterator[TaskRecord | None]:
+        """The task under a short claim of the sweep's own, or None if it is no longer active;
+        Conflict if an agent holds its lock now."""
+        with locks.exclusive(
+            self.layout,
+            task_id,
+            who="sweep",
+            now=self.now,
+            lease=self.cfg.lease,
+            integration_held=True,
+        ):
+            record = self.store.get(task_id)
+            yield record if record.state == "active" else None
+
     def _record_landed(self, task_id: str, reason: str, agent: str | None, commit: str) -> None:
         """The holder died after the target took its result and before the task said so."""
         detail = f"{reason}; its result {commit[:10]} is already on {self.cfg.target}"
         if not self.dry_run:
             outcome = merge.Outcome("merged", task_id, commit)
             try:
-                with locks.exclusive(
-                    self.layout,
-                    task_id,
-                    who="sweep",
-                    now=self.now,
-                    lease=self.cfg.lease,
-                    integration_held=True,
-                ):
-                    record = self.store.get(task_id)
-                    if record.state != "active":
+                with self._still_active(task_id) as record:
+                    if record is None:
                         return
                     merge.record_done(
                         self.store, self.cfg, record, agent or "sweep", outcome, self.now, None

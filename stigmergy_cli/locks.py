@@ -215,7 +215,8 @@ def _entomb(layout: Layout, task_id: str, tag: str) -> Path | None:
 
 
 def remove(layout: Layout, task_id: str, token: str, agent: str) -> None:
-    """Remove the claim carrying `token`. The caller holds the integration lock.
+    """Remove the claim carrying `token`. The caller holds the integration lock, or has just
+    moved the task out of active/ under that claim (where nobody else contends for it).
 
     Refuses with NotOwner when the lock now carries another token: that claim was broken
     (and maybe taken by someone else), so it is not ours to remove.

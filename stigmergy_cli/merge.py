@@ -20,6 +20,7 @@ from typing import Any
 from stigmergy_cli import claims, events, gitops, locks, signals, tasks
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, GitError, StigmergyError
+from stigmergy_cli.locks import NotOwner
 from stigmergy_cli.paths import Layout
 from stigmergy_cli.store import TaskRecord, TaskStore
 from stigmergy_cli.tasks import Task
@@ -113,7 +114,21 @@ def integrate(
         if outcome.kind == "conflict":
             conflict = _conflict_task(store, cfg, record.task, outcome, now)
             outcome = replace(outcome, conflict_task=conflict)
-        _finish(store, cfg, record, agent, token, outcome, now, log)
+        resolves = record.task.type == CONFLICT_TYPE
+        if resolves:  # it completes the task it resolved, another task: under the lock
+            _finish(store, cfg, record, agent, token, outcome, now, log)
+    if not resolves:
+        # The rest concerns this task alone, which nobody may change while the claim is ours,
+        # so the merges queued behind this one need not wait for it (a third of the time the
+        # lock was held, in fsyncs). A sweep that breaks the claim meanwhile finds the
+        # result on the target and records the merge itself.
+        try:
+            _finish(store, cfg, record, agent, token, outcome, now, log)
+        except (NotOwner, FileNotFoundError):
+            located = store.locate(task_id)
+            if located is not None and located[0] == "active":
+                raise
+            return outcome  # recorded, and announced, by the sweep
     if outcome.merged:
         claims.nudge_dependants(store, cfg, task_id, agent, now, dependants)
     if outcome.conflict_task:
@@ -259,7 +274,7 @@ def _finish(
     now: float,
     log: str | None,
 ) -> None:
-    """Record the outcome, move the task to done, release the claim (integration lock held)."""
+    """Record the outcome, move the task to done, release the claim."""
     record_done(store, cfg, record, agent, outcome, now, log)
     locks.remove(store.layout, record.task.id, token, agent)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import claims, events, gitops, merge, results, sweep, tasks, worktrees
+from stigmergy_cli import claims, events, gitops, locks, merge, results, sweep, tasks, worktrees
 from stigmergy_cli.claims import Claimed
 from stigmergy_cli.environment import Environment, open_environment
 from stigmergy_cli.errors import GitError
@@ -188,6 +188,36 @@ def test_a_resolution_whose_agent_died_while_recording_it_is_finished_by_the_swe
     assert (original["merged"], original["merged_by"]) == (True, "b.conflict")
     merged = [e["task"] for e in events.read(env.layout.events) if e["event"] == events.MERGED]
     assert merged.count("b") == 1
+
+
+def test_a_claim_swept_between_the_merge_and_its_record_is_recorded_once(
+    env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A self-driving session's claim, so that the sweep can judge it stale by the clock.
+    env.store.add(tasks.new_task({"id": "t", "title": "T"}, now=time.time(), created_by="t"), 0)
+    claimed = claims.claim_named(
+        env.store, env.config, "alpha", "t", role=None, now=time.time(), session=True
+    )
+    commit = _work(env, claimed, "alpha", {"t.txt": "t\n"})
+    finish = merge._finish
+    swept = []
+
+    def paused_past_its_lease(*args: object, **kwargs: object) -> None:
+        later = time.time() + 10 * env.config.session_lease
+        swept.extend(sweep.sweep(env.store, env.config, later).actions)
+        finish(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(merge, "_finish", paused_past_its_lease)
+    outcome = _land(env, claimed, "alpha", commit)
+    assert outcome.kind == "merged"
+    assert [(a.kind, a.target) for a in swept] == [("landed", "t")]
+    record = env.store.get("t")
+    assert record.state == "done"
+    assert record.task.result is not None
+    assert record.task.result["merged"] is True
+    merged = [e["task"] for e in events.read(env.layout.events) if e["event"] == events.MERGED]
+    assert merged == ["t"]
+    assert locks.inspect(env.layout, "t") is None
 
 
 def test_a_swept_agent_cannot_land_and_its_work_is_salvaged(env: Environment) -> None:

@@ -228,6 +228,7 @@ class Agent:
             # Asked now, the first task needs no `git status` (nor a reset, while the target
             # stays put): when work arrives every idle agent starts at once.
             self._head_kept = results.clean_at_tip(self.layout, worktree, self.backend.target_ref())
+            gitops.learn_identities(worktree, self.layout.root)
         except StigmergyError as exc:  # the first task tries again and reports it there
             self.say(f"workspace not ready: {exc}")
 

@@ -300,6 +300,15 @@ def identity(cwd: Path) -> list[str]:
     return list(_identity(str(cwd)))
 
 
+def learn_identities(*places: Path) -> None:
+    """Ask git now who commits in each of `places` (remembered per process), for a process
+    about to commit there at a moment when time counts: an agent's first commit and first
+    merge would otherwise start four git processes, two of them under the integration lock
+    that every agent of the round is queueing for."""
+    for place in places:
+        _signatures(str(place), tuple(identity(place)))
+
+
 @functools.lru_cache(maxsize=64)
 def _identity(cwd: str) -> tuple[str, ...]:
     proc = run(["config", "--get-regexp", r"^user\.(name|email)$"], Path(cwd), check=False)

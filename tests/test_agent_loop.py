@@ -357,6 +357,27 @@ def test_an_agent_makes_its_worktree_as_it_starts(env_root: Path) -> None:
     assert git(workspace, "rev-parse", "HEAD") == git(env_root, "rev-parse", "main")
 
 
+def test_an_agent_asks_who_commits_before_its_first_task(
+    env_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not at its first commit and first merge: that is two more git processes under the
+    # integration lock, for every agent at once when a round ends.
+    env = _env(env_root)
+    _add(env, "t")
+    commands: list[str] = []
+    real_run = gitops.run
+
+    def spy(args: list[str], cwd: Path, **options: object) -> object:
+        commands.append(next(a for a in args if not a.startswith("-") and "=" not in a))
+        return real_run(args, cwd, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gitops, "run", spy)
+    assert _agent(env, agent="new", once=True).run().done == 1
+    asked = [n for n, command in enumerate(commands) if command in ("config", "var")]
+    assert asked
+    assert max(asked) < commands.index("add")
+
+
 def test_an_agent_without_a_target_commit_says_so_and_carries_on(tmp_path: Path) -> None:
     root = tmp_path / "empty"
     root.mkdir()

@@ -20,7 +20,6 @@ from stigmergy_cli import decay, events, heartbeats, locks, pool, signals
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, StigmergyError
 from stigmergy_cli.locks import NotOwner, Owner
-from stigmergy_cli.paths import Layout
 from stigmergy_cli.store import TaskRecord, TaskStore
 from stigmergy_cli.tasks import Task
 
@@ -187,7 +186,8 @@ def claim_best(
     queue = list(ranked)
     spread = after_idle
     if spread:
-        queue = spread_out(queue, agent, claiming_agents(store.layout, role, now, cfg.lease))
+        rivals = heartbeats.count_idle(store.layout, role, now, cfg.lease)
+        queue = spread_out(queue, agent, rivals)
     at = 0
     while at < len(queue):
         record = queue[at]
@@ -212,7 +212,7 @@ def claim_best(
         counts["taken by others"] += 1
         if not spread:  # others are claiming at this moment: stop queueing behind them
             spread = True
-            rivals = claiming_agents(store.layout, role, now, cfg.lease)
+            rivals = heartbeats.count_idle(store.layout, role, now, cfg.lease)
             queue[at:] = spread_out(queue[at:], agent, rivals)
     why = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
     pending = len(ranked)
@@ -235,17 +235,6 @@ def spread_out(queue: Sequence[TaskRecord], agent: str, width: int) -> list[Task
     """
     head = sorted(queue[:width], key=lambda r: zlib.crc32(f"{agent}/{r.task.id}".encode()))
     return [*head, *queue[width:]]
-
-
-def claiming_agents(layout: Layout, role: str | None, now: float, lease: float) -> int:
-    """How many agents of `role` may be claiming now: those whose recent heartbeat says idle
-    (agents of other roles mostly want other tasks)."""
-    beats = [info.beat for info in heartbeats.list_agents(layout) if info.beat is not None]
-    return sum(
-        1
-        for beat in beats
-        if beat.status == "idle" and beat.role == role and now - beat.last_seen <= lease
-    )
 
 
 def claim_named(

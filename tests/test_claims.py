@@ -67,7 +67,9 @@ def test_agents_woken_together_share_out_the_best_tasks_between_them(store: Task
     _idle(store, agents)
     _idle(store, ["writer"], role="writer")  # another role: not a rival
     _idle(store, ["gone"], at=NOW - 2 * CFG.lease)  # its heartbeat is stale: not a rival
-    assert claims.claiming_agents(store.layout, None, NOW, CFG.lease) == 8
+    (store.layout.agents / "torn.json").write_text('{"status": "idle", "la')  # not a rival
+    (store.layout.agents / "odd.json").write_text("[]")
+    assert heartbeats.count_idle(store.layout, None, NOW, CFG.lease) == 8
     # One after another, each saying so in its heartbeat as an agent does: the eight best go
     # to the eight agents, in no fixed order.
     won = []

@@ -300,13 +300,21 @@ def record_done(
     store.write(record, task.evolve(result=result, updated_at=now), "done")
 
 
-def landed_result(root: Path, cfg: Config, task_id: str) -> str | None:
+def landed_result(
+    root: Path, cfg: Config, task_id: str, claimed_at: float | None = None
+) -> str | None:
     """The task's result commit if the target already has it: the task merged, and whoever
-    merged it stopped before recording so (a crash between the two)."""
+    merged it stopped before recording so (a crash between the two). `claimed_at`: the
+    claim's time, when known; a result committed before it (git's whole seconds) is an
+    earlier attempt's, say one merged, cancelled by hand and retried."""
     result = gitops.ref_commit(root, f"{RESULTS}{task_id}")
     tip = gitops.ref_commit(root, _Target(cfg.target).ref)
     if result is None or tip is None or not gitops.is_ancestor(root, result, tip):
         return None
+    if claimed_at is not None:
+        made = gitops.run(["log", "-1", "--format=%ct", result], root).stdout.strip()
+        if not made.isdigit() or int(made) < int(claimed_at):
+            return None
     return result
 
 

@@ -157,7 +157,8 @@ class Sweeper:
                     continue  # released or replaced since we looked: not stale any more
             located = self.store.locate(info.task_id)
             if located is not None and located[0] == "active":
-                self._requeue(info.task_id, reason, agent)
+                since = info.owner.claimed_at if info.owner else None
+                self._requeue(info.task_id, reason, agent, claimed_at=since)
             else:
                 self._do(Action("lock_removed", info.task_id, reason, agent))
 
@@ -169,11 +170,16 @@ class Sweeper:
                 self._requeue(record.task.id, "active without a claim", None, kind="reconciled")
 
     def _requeue(
-        self, task_id: str, reason: str, agent: str | None, kind: str = "reclaimed"
+        self,
+        task_id: str,
+        reason: str,
+        agent: str | None,
+        kind: str = "reclaimed",
+        claimed_at: float | None = None,
     ) -> None:
-        """Count a lost attempt and put the task back (or in failed/ at its limit); or, if its
-        result is already on the target, record it as merged: never run a task twice."""
-        landed = merge.landed_result(self.layout.root, self.cfg, task_id)
+        """Count a lost attempt and put the task back (or in failed/ at its limit); or, if the
+        claim's result is already on the target, record it as merged: never run a task twice."""
+        landed = merge.landed_result(self.layout.root, self.cfg, task_id, claimed_at)
         if landed is not None:
             self._record_landed(task_id, reason, agent, landed)
             return

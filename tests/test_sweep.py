@@ -343,6 +343,30 @@ def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
     assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
 
 
+def test_a_retried_task_is_not_taken_for_an_earlier_attempt_that_merged(
+    store: TaskStore,
+) -> None:
+    root = store.layout.root
+    _add(store, "t")
+    proc, _token = _start_holder(root, "alpha", "t")
+    assert proc.stdin is not None
+    proc.stdin.write("land-and-die\n")
+    proc.stdin.flush()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    # Someone tidies by hand instead of letting the sweep record the merge: the dead claim
+    # deleted, the task cancelled, then retried.
+    shutil.rmtree(store.layout.lock_dir("t"))
+    for verb in ("cancel", "retry"):
+        subprocess.run([str(STIGMERGY), "task", verb, "t"], cwd=root, check=True)
+    time.sleep(1.1)  # the next claim comes a second after that commit (git's whole seconds)
+    proc, _token = _start_holder(root, "beta", "t")
+    proc.kill()
+    proc.wait()
+    cfg = config.load(store.layout.config)
+    (action,) = sweep(store, cfg, time.time()).actions
+    assert (action.kind, action.agent, action.to_state) == ("reclaimed", "beta", "pending")
+
+
 @pytest.mark.slow
 def test_a_paused_holder_cannot_act_after_its_claim_was_taken(store: TaskStore) -> None:
     cfg = _fast_config(store.layout.root)

@@ -357,13 +357,8 @@ def test_an_agent_makes_its_worktree_as_it_starts(env_root: Path) -> None:
     assert git(workspace, "rev-parse", "HEAD") == git(env_root, "rev-parse", "main")
 
 
-def test_an_agent_asks_who_commits_before_its_first_task(
-    env_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Not at its first commit and first merge: that is two more git processes under the
-    # integration lock, for every agent at once when a round ends.
-    env = _env(env_root)
-    _add(env, "t")
+def _git_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the name of each git command the agents start (config, add, ...)."""
     commands: list[str] = []
     real_run = gitops.run
 
@@ -372,6 +367,17 @@ def test_an_agent_asks_who_commits_before_its_first_task(
         return real_run(args, cwd, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(gitops, "run", spy)
+    return commands
+
+
+def test_an_agent_asks_who_commits_before_its_first_task(
+    env_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not at its first commit and first merge: that is two more git processes under the
+    # integration lock, for every agent at once when a round ends.
+    env = _env(env_root)
+    _add(env, "t")
+    commands = _git_commands(monkeypatch)
     assert _agent(env, agent="new", once=True).run().done == 1
     asked = [n for n, command in enumerate(commands) if command in ("config", "var")]
     assert asked
@@ -398,14 +404,7 @@ def test_a_worktree_clean_at_the_tip_starts_its_first_task_without_a_reset(
     leftover.write_text("not committed\n")  # this one is not clean: it is reset, and kept
     _add(env, "t1")
     _add(env, "t2")
-    commands: list[str] = []
-    real_run = gitops.run
-
-    def spy(args: list[str], cwd: Path, **options: object) -> object:
-        commands.append(next(a for a in args if not a.startswith("-") and "=" not in a))
-        return real_run(args, cwd, **options)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(gitops, "run", spy)
+    commands = _git_commands(monkeypatch)
     assert _agent(env, agent="early", once=True).run().done == 1
     assert "reset" not in commands
     commands.clear()

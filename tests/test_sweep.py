@@ -314,9 +314,8 @@ def test_kill_9_of_a_holder_returns_its_task_at_once_and_exactly_once(store: Tas
     assert sweep(store, cfg, time.time()).actions == []
 
 
-def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
-    store: TaskStore,
-) -> None:
+def _merged_then_killed(store: TaskStore) -> Path:
+    """Task t, whose holder merged its work and was killed before recording it as done."""
     root = store.layout.root
     _add(store, "t")
     proc, _token = _start_holder(root, "alpha", "t")
@@ -324,6 +323,13 @@ def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
     proc.stdin.write("land-and-die\n")
     proc.stdin.flush()
     assert proc.wait(timeout=60) == -signal.SIGKILL
+    return root
+
+
+def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
+    store: TaskStore,
+) -> None:
+    root = _merged_then_killed(store)
     trailers = git(root, "log", "main", "--format=%(trailers:key=Stigmergy-Task,valueonly)")
     assert trailers.split() == ["t"]  # merged, and the task still active: the crash's window
     assert store.get("t").state == "active"
@@ -346,13 +352,7 @@ def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
 def test_a_retried_task_is_not_taken_for_an_earlier_attempt_that_merged(
     store: TaskStore,
 ) -> None:
-    root = store.layout.root
-    _add(store, "t")
-    proc, _token = _start_holder(root, "alpha", "t")
-    assert proc.stdin is not None
-    proc.stdin.write("land-and-die\n")
-    proc.stdin.flush()
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    root = _merged_then_killed(store)
     # Someone tidies by hand instead of letting the sweep record the merge: the dead claim
     # deleted, the task cancelled, then retried.
     shutil.rmtree(store.layout.lock_dir("t"))

@@ -172,7 +172,7 @@ def claim_best(
         key=lambda r: (
             -scores[r.task.id],
             r.task.created_at or 0.0,
-            zlib.crc32(f"{agent}/{r.task.id}".encode()),
+            _own_order(agent, r.task.id),
         ),
     )
     readiness = _Readiness(store)
@@ -184,12 +184,14 @@ def claim_best(
         "below threshold": 0,
     }
     queue = list(ranked)
-    spread = after_idle
-    if spread:
-        rivals = heartbeats.count_idle(store.layout, role, now, cfg.lease)
-        queue = spread_out(queue, agent, rivals)
+    spread = False
     at = 0
     while at < len(queue):
+        if not spread and (after_idle or counts["taken by others"]):
+            # Others are claiming at this moment: stop queueing behind them.
+            spread = True
+            rivals = heartbeats.count_idle(store.layout, role, now, cfg.lease)
+            queue[at:] = spread_out(queue[at:], agent, rivals)
         record = queue[at]
         at += 1
         task = record.task
@@ -210,10 +212,6 @@ def claim_best(
             claimed.dependants = tuple(r.task.id for r in ranked if task.id in r.task.depends_on)
             return claimed
         counts["taken by others"] += 1
-        if not spread:  # others are claiming at this moment: stop queueing behind them
-            spread = True
-            rivals = heartbeats.count_idle(store.layout, role, now, cfg.lease)
-            queue[at:] = spread_out(queue[at:], agent, rivals)
     why = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
     pending = len(ranked)
     raise NothingClaimable(
@@ -233,8 +231,14 @@ def spread_out(queue: Sequence[TaskRecord], agent: str, width: int) -> list[Task
     some order. Used when an agent wakes from idle or loses a race; an agent that meets no
     rival takes the best.
     """
-    head = sorted(queue[:width], key=lambda r: zlib.crc32(f"{agent}/{r.task.id}".encode()))
+    head = sorted(queue[:width], key=lambda r: _own_order(agent, r.task.id))
     return [*head, *queue[width:]]
+
+
+def _own_order(agent: str, task_id: str) -> int:
+    """Where `task_id` comes in `agent`'s own order of otherwise equal tasks (each agent has a
+    different one, the same at every claim)."""
+    return zlib.crc32(f"{agent}/{task_id}".encode())
 
 
 def claim_named(

@@ -92,7 +92,7 @@ def write(layout: Layout, beat: Heartbeat) -> None:
 def read(layout: Layout, agent: str) -> Heartbeat | None:
     """The agent's heartbeat; None if it has none or it cannot be read."""
     try:
-        return Heartbeat.from_dict(json.loads(layout.heartbeat(agent).read_bytes()))
+        return Heartbeat.from_dict(_read(os.fspath(layout.heartbeat(agent))))
     except (OSError, ValueError):
         return None
 
@@ -106,18 +106,30 @@ class AgentInfo:
     problem: str | None
 
 
+def _files(layout: Layout) -> list[tuple[str, str]]:
+    """(agent, path) of every heartbeat file, in name order (temp files are dot files)."""
+    folder = os.fspath(layout.agents)
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    return [
+        (name.removesuffix(".json"), f"{folder}/{name}")
+        for name in names
+        if not name.startswith(".") and name.endswith(".json")
+    ]
+
+
+def _read(path: str) -> Any:
+    with open(path, "rb") as fh:
+        return json.loads(fh.read())
+
+
 def list_agents(layout: Layout) -> Iterator[AgentInfo]:
     """Every heartbeat file, readable or not, in name order."""
-    try:
-        names = sorted(os.listdir(layout.agents))
-    except FileNotFoundError:
-        return
-    for name in names:
-        if name.startswith(".") or not name.endswith(".json"):
-            continue
-        agent = name.removesuffix(".json")
+    for agent, path in _files(layout):
         try:
-            beat = Heartbeat.from_dict(json.loads((layout.agents / name).read_bytes()))
+            beat = Heartbeat.from_dict(_read(path))
         except (OSError, ValueError) as exc:
             yield AgentInfo(agent, None, " ".join(str(exc).split()))
         else:
@@ -130,16 +142,9 @@ def count_idle(layout: Layout, role: str | None, now: float, lease: float) -> in
     Read at the moment of a claim, so only the three fields it needs are looked at (a third
     of the time `list_agents` takes); an unreadable file counts as no agent."""
     count = 0
-    try:
-        entries = list(os.scandir(layout.agents))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.name.endswith(".json"):
-            continue
+    for _, path in _files(layout):
         try:
-            with open(entry.path, "rb") as fh:
-                doc = json.loads(fh.read())
+            doc = _read(path)
         except (OSError, ValueError):
             continue
         seen = doc.get("last_seen") if isinstance(doc, dict) else None

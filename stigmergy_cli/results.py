@@ -103,7 +103,7 @@ def prepare_at(
     if not (clean and head_kept):
         save_leftovers(layout, worktree, f"{agent}/before-{task.id}", tip, now, clean=clean)
     if not (clean and gitops.head_commit(worktree, layout.root) == tip):
-        worktrees.reset(worktree, tip, clean=clean, root=layout.root)
+        worktrees.reset(layout.root, worktree, tip, clean=clean)
     conflict = merge.conflict_of(task)
     if conflict is not None:
         worktrees.start_merge(worktree, conflict["theirs"])

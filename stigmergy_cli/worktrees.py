@@ -60,13 +60,14 @@ def ensure(layout: Layout, agent: str, target: str) -> Path:
     return path
 
 
-def reset(path: Path, commit: str, *, clean: bool = False, root: Path | None = None) -> None:
-    """Make the worktree exactly `commit`: no local change, no merge in progress.
+def reset(root: Path, path: Path, commit: str, *, clean: bool = False) -> None:
+    """Make the worktree `path` of the repository `root` exactly `commit`: no local change,
+    no merge in progress.
 
     `clean`: the worktree is known to have no change at all, untracked files included, so it
-    only needs moving (`root`: its repository, for gitops.move_clean_worktree).
+    only needs moving.
     """
-    if clean and root is not None and gitops.move_clean_worktree(root, path, commit):
+    if clean and gitops.move_clean_worktree(root, path, commit):
         return
     gitops.run(["reset", "--hard", "--quiet", commit], path)
     if not clean:

@@ -309,7 +309,7 @@ def test_a_clean_worktree_is_moved_like_a_checkout_and_anything_odd_is_reset_by_
     assert not gitops.move_clean_worktree(env_root, worktree, start)
     assert git(worktree, "rev-parse", "HEAD") == tip
     assert (worktree / "README.md").read_text() == "in the way\n"
-    worktrees.reset(worktree, start, clean=True, root=env_root)
+    worktrees.reset(env_root, worktree, start, clean=True)
     assert git(worktree, "rev-parse", "HEAD") == start
     assert (worktree / "README.md").read_text() == "sample\n"
     assert git(worktree, "status", "--porcelain") == ""

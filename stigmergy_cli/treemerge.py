@@ -40,9 +40,9 @@ def merge(common: Path, ours: str, theirs: str, base: str) -> str:
     when git should merge."""
     objects = common / "objects"
     _check_history(common)
-    _check_base(objects, ours, theirs, base)
-    trees = [gitfiles.tree_of(objects, commit) for commit in (base, ours, theirs)]
-    base_tree, ours_tree, theirs_tree = (bytes.fromhex(tree) for tree in trees)
+    base_tree, ours_tree, theirs_tree = (
+        bytes.fromhex(tree) for tree in _trees(objects, ours, theirs, base)
+    )
     merged = _merge(objects, base_tree, ours_tree, theirs_tree)
     if merged is None:  # every file deleted
         return gitfiles.write_object(objects, b"tree", b"")
@@ -66,16 +66,21 @@ def _check_history(common: Path) -> None:
         raise NeedsGit("replace refs")
 
 
-def _check_base(objects: Path, ours: str, theirs: str, base: str) -> None:
-    """NeedsGit unless `base` is the merge base of `ours` and `theirs`: the only parent of
-    `theirs`, and on `ours`' first-parent line, which does not already merge `theirs`."""
-    if gitfiles.commit_links(objects, theirs)[1] != (base,):
+def _trees(objects: Path, ours: str, theirs: str, base: str) -> tuple[str, str, str]:
+    """The trees of `base`, `ours` and `theirs`; NeedsGit unless `base` is their merge base:
+    the only parent of `theirs`, and on `ours`' first-parent line, which does not already
+    merge `theirs`."""
+    theirs_tree, parents = gitfiles.commit_links(objects, theirs)
+    if parents != (base,):
         raise NeedsGit(f"{theirs} is not one commit on top of {base}")
+    ours_tree: str | None = None
     at = ours
     for _ in range(_WALK):
         if at == base:
-            return
-        parents = gitfiles.commit_links(objects, at)[1]
+            base_tree = gitfiles.tree_of(objects, base)
+            return base_tree, ours_tree or base_tree, theirs_tree
+        tree, parents = gitfiles.commit_links(objects, at)
+        ours_tree = ours_tree or tree
         if not parents or theirs in parents:
             break
         at = parents[0]

@@ -76,6 +76,8 @@ def _trees(objects: Path, ours: str, theirs: str, base: str) -> tuple[str, str, 
     ours_tree: str | None = None
     at = ours
     for _ in range(_WALK):
+        if at == theirs:
+            break  # `ours` is, or fast-forwarded past, `theirs`: nothing to merge
         if at == base:
             base_tree = gitfiles.tree_of(objects, base)
             return base_tree, ours_tree or base_tree, theirs_tree

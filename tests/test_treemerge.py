@@ -203,6 +203,11 @@ def test_the_base_must_plainly_be_the_merge_base(repo: Path) -> None:
     merged = history.commit(history.files(later), later, theirs)
     with pytest.raises(NeedsGit):  # already merged into the target
         treemerge.merge(repo / ".git", merged, theirs, base)
+    with pytest.raises(NeedsGit):  # the target is `theirs`, fast-forwarded to it
+        treemerge.merge(repo / ".git", theirs, theirs, base)
+    past = history.commit({**history.files(theirs), "d": ("100644", CONTENTS[4])}, theirs)
+    with pytest.raises(NeedsGit):  # or went on from it
+        treemerge.merge(repo / ".git", past, theirs, base)
 
 
 def test_packed_objects_and_rewritten_history_are_left_to_git(repo: Path) -> None:

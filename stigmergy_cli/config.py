@@ -7,6 +7,7 @@ test keeps the two in step.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -238,6 +239,8 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
     if setting.kind is int and (isinstance(value, float) and not value.is_integer()):
         raise ConfigError(f"{name} must be a whole number, not {value!r}")
     number = setting.kind(value)
+    if not math.isfinite(number):  # NaN passes every range check; nothing here is infinite
+        raise ConfigError(f"{name} must be a finite number, not {value!r}")
     low, high = setting.minimum, setting.maximum
     too_low = low is not None and (number <= low if setting.exclusive_minimum else number < low)
     if too_low or (high is not None and number > high):

@@ -139,6 +139,8 @@ def _number(value: Any, what: str, *, integer: bool, minimum: float, nullable: b
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "a whole number" if integer else "a number"
         raise InvalidInput(f"{what} must be {kind}, not {value!r}")
+    if not math.isfinite(value):  # NaN would pass the minimum, and never time out
+        raise InvalidInput(f"{what} must be a finite number, not {value!r}")
     if value < minimum:
         raise InvalidInput(f"{what} must be at least {minimum:g}, not {value!r}")
     return value

@@ -166,6 +166,10 @@ BAD_INPUTS: list[tuple[list[str], int, str]] = [
     (["task", "add", "x", "--input", "/etc/passwd"], 2, "relative path"),
     (["task", "add", "x", "--bogus"], 2, "No such option: --bogus"),
     (["task", "add", "x", "--timeout", "soon"], 2, "soon"),
+    (["task", "add", "x", "--timeout", "nan"], 2, "must be a finite number"),
+    (["agent", "run", "--id", "a", "--wake-threshold", "nan"], 2, "must be a finite number"),
+    (["agent", "run", "--id", "a", "--idle-exit", "nan"], 2, "must be a finite number"),
+    (["task", "import", "nan.yaml"], 2, "task 1: timeout must be a finite number"),
     (["task", "show", "../x"], 2, "invalid task id"),
     (["task", "show", "ghost"], 1, "no task with id 'ghost'"),
     (["task", "cancel", "ghost"], 1, "no task with id 'ghost'"),
@@ -201,6 +205,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
         ),
         "dupe.yaml": "- {id: fresh, title: Fresh}\n- {id: existing, title: Again}\n",
         "scalar.yaml": "- just a string\n",
+        "nan.yaml": "- {id: n, title: N, timeout: .nan}\n",
     }
     for name, text in files.items():
         (in_repo / name).write_text(text)

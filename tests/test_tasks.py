@@ -116,6 +116,8 @@ BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"timeout": -1}, "timeout"),
     ({"timeout": 0}, "greater than 0"),
     ({"timeout": "soon"}, "timeout"),
+    ({"timeout": float("nan")}, "timeout must be a finite number"),
+    ({"timeout": float("inf")}, "timeout must be a finite number"),
     ({"max_attempts": 0}, "max_attempts"),
     ({"attempts": -1}, "attempts"),
     ({"attempts": True}, "attempts"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ def open_env(ctx: typer.Context, *, git_backend: bool = False) -> Environment:
     if not git_backend:
         require_local(env, f"`{ctx.command_path}`")
     return env
+
+
+def finite(value: float | None) -> float | None:
+    """A typer callback for number options: NaN passes every range check (`min=0` too), and
+    no number of seconds or score here means anything infinite."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, not {value}")
+    return value
 
 
 def now() -> float:

@@ -13,7 +13,7 @@ import typer
 
 from stigmergy_cli import console, tasks
 from stigmergy_cli.cli import render
-from stigmergy_cli.cli._common import now, open_env, options
+from stigmergy_cli.cli._common import finite, now, open_env, options
 from stigmergy_cli.environment import ROOT_ENV_VAR, initialize
 
 if TYPE_CHECKING:
@@ -148,7 +148,13 @@ def watch(
     ctx: typer.Context,
     interval: Annotated[
         float,
-        typer.Option("--interval", metavar="SECONDS", min=0.1, help="Seconds between refreshes."),
+        typer.Option(
+            "--interval",
+            metavar="SECONDS",
+            min=0.1,
+            callback=finite,
+            help="Seconds between refreshes.",
+        ),
     ] = 1.0,
 ) -> None:
     """The status dashboard, refreshed live until Ctrl-C."""
@@ -225,6 +231,7 @@ def demo(
             "--think",
             metavar="SECONDS",
             min=0,
+            callback=finite,
             help="Seconds each scripted agent 'thinks' per task.",
         ),
     ] = 0.4,

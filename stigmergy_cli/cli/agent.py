@@ -11,7 +11,7 @@ import typer
 
 from stigmergy_cli import console, heartbeats, tasks
 from stigmergy_cli.cli import render
-from stigmergy_cli.cli._common import JsonFlag, now, open_env
+from stigmergy_cli.cli._common import JsonFlag, finite, now, open_env
 from stigmergy_cli.errors import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ def run(
             "--idle-exit",
             metavar="SECONDS",
             min=0,
+            callback=finite,
             help="Exit after this many seconds with nothing to do.",
         ),
     ] = None,
@@ -117,6 +118,7 @@ def run(
             "--wake-threshold",
             metavar="SCORE",
             min=0,
+            callback=finite,
             help="Work only on tasks scoring at least this.",
         ),
     ] = None,

@@ -289,15 +289,29 @@ def record_done(
     log: str | None,
 ) -> None:
     """Record `outcome` on the task and move it to done; a resolved conflict that merged also
-    completes the task it resolved. The caller holds the integration lock and the task's.
+    completes the task it resolved. The caller holds the task's claim.
 
-    The originals first: a crash in between leaves this task active with its result on the
-    target, which the sweep finishes by calling this again."""
+    The originals first, then the outcome in the task's file, then the move: a crash at any
+    point leaves this task active, with its result on the target or its outcome in its
+    file, which the sweep finishes (sweep.Sweeper._requeue). Moved first, a crash would leave
+    it done with no outcome, a deferred merge that `stigmergy integrate` never finds."""
     task = record.task
     if outcome.merged and task.type == CONFLICT_TYPE:
         _complete_originals(store, cfg, task, outcome, now)
     result = result_doc(outcome, agent, now, log)
-    store.write(record, task.evolve(result=result, updated_at=now), "done")
+    store.move(store.write(record, task.evolve(result=result, updated_at=now)), "done")
+
+
+def recorded_outcome(task: Task, claimed_at: float) -> str | None:
+    """The outcome of integration that `task` records for the claim made at `claimed_at`, if
+    its holder got that far (see record_done); None otherwise."""
+    result = task.result or {}
+    outcome, finished = result.get("outcome"), result.get("finished_at")
+    if outcome not in ("merged", "unchanged", "conflict", "deferred"):
+        return None
+    if isinstance(finished, bool) or not isinstance(finished, int | float):
+        return None
+    return outcome if finished >= claimed_at else None  # else an earlier attempt's
 
 
 def landed_result(

@@ -178,7 +178,10 @@ class Sweeper:
         claimed_at: float | None = None,
     ) -> None:
         """Count a lost attempt and put the task back (or in failed/ at its limit); or, if the
-        claim's result is already on the target, record it as merged: never run a task twice."""
+        claim's result is already on the target, record it as merged: never run a task twice.
+        A holder that died once its outcome was in the task's file is finished for it."""
+        if claimed_at is not None and self._finish_recorded(task_id, reason, agent, claimed_at):
+            return
         landed = merge.landed_result(self.layout.root, self.cfg, task_id, claimed_at)
         if landed is not None:
             self._record_landed(task_id, reason, agent, landed)
@@ -218,6 +221,31 @@ class Sweeper:
             record = self.store.get(task_id)
             yield record if record.state == "active" else None
 
+    def _finish_recorded(
+        self, task_id: str, reason: str, agent: str | None, claimed_at: float
+    ) -> bool:
+        """Move to done/ a task whose holder recorded its claim's outcome and died before
+        moving it there (merge.record_done); False if it recorded none."""
+        seen = self.store.get(task_id)
+        outcome = merge.recorded_outcome(seen.task, claimed_at)
+        if outcome is None:
+            return False
+        detail = f"{reason}; its outcome ({outcome}) was already recorded"
+        if not self.dry_run:
+            try:
+                with self._still_active(task_id) as record:
+                    if record is None or merge.recorded_outcome(record.task, claimed_at) is None:
+                        return True  # moved on since we looked
+                    self.store.move(record, "done")
+            except Conflict:
+                return True  # an agent grabbed the lock meanwhile; the next sweep reconciles
+            if outcome in ("merged", "unchanged"):
+                result = record.task.result or {}
+                commit = result.get("merge_commit") or result.get("commit")
+                self._announce_merged(task_id, agent, outcome, commit, detail)
+        self._do(Action("finished", task_id, detail, agent, "done"))
+        return True
+
     def _record_landed(self, task_id: str, reason: str, agent: str | None, commit: str) -> None:
         """The holder died after the target took its result and before the task said so."""
         detail = f"{reason}; its result {commit[:10]} is already on {self.cfg.target}"
@@ -232,17 +260,23 @@ class Sweeper:
                     )
             except Conflict:
                 return  # an agent grabbed the lock meanwhile; the next sweep reconciles
-            events.append(
-                self.layout.events,
-                events.MERGED,
-                self.now,
-                task=task_id,
-                agent=agent,
-                outcome="merged",
-                commit=commit,
-                detail=f"recorded by the sweep: {detail}",
-            )
+            self._announce_merged(task_id, agent, "merged", commit, detail)
         self._do(Action("landed", task_id, detail, agent, "done"))
+
+    def _announce_merged(
+        self, task_id: str, agent: str | None, outcome: str, commit: object, detail: str
+    ) -> None:
+        """The `merged` event its dead holder did not live to write."""
+        events.append(
+            self.layout.events,
+            events.MERGED,
+            self.now,
+            task=task_id,
+            agent=agent,
+            outcome=outcome,
+            commit=commit,
+            detail=f"recorded by the sweep: {detail}",
+        )
 
     # -- files -----------------------------------------------------------------------------
 

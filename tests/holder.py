@@ -3,7 +3,8 @@
 Run as `python tests/holder.py ROOT AGENT TASK`; prints one JSON line per step.
 "land-and-die" commits a change and merges it, and the process kills itself with SIGKILL the
 moment the target has moved (before the task is recorded as done): a crash at the worst
-instant of a merge.
+instant of a merge. "record-and-die" does the same a step later, once the outcome is in the
+task's file and before the task moves to done/.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from stigmergy_cli import claims, merge, results
 from stigmergy_cli.environment import open_environment
 from stigmergy_cli.errors import StigmergyError
 from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
+from stigmergy_cli.store import TaskStore
 
 
 def main() -> None:
@@ -55,12 +57,16 @@ def main() -> None:
             elif command == "complete":
                 with claims.owned(env.store, task_id, agent, claimed.token):
                     pass
-            elif command == "land-and-die":  # killed the moment the target has the result
+            elif command in ("land-and-die", "record-and-die"):
                 task = claimed.record.task
                 worktree = results.prepare(env.layout, env.config, agent, task, time.time())
                 (worktree / f"{task_id}.txt").write_text("work\n")
                 commit = results.commit(env.layout, env.config, worktree, task, agent)
-                merge._finish = lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL)
+                die = lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL)  # noqa: E731
+                if command == "land-and-die":  # the moment the target has the result
+                    merge._finish = die
+                else:  # the moment the task's file has the outcome
+                    TaskStore.move = die  # type: ignore[method-assign]
                 merge.integrate(
                     env.store,
                     env.config,

@@ -349,6 +349,43 @@ def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
     assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
 
 
+@pytest.mark.parametrize("in_the_way", [False, True], ids=["merged", "deferred"])
+def test_a_holder_killed_once_its_outcome_is_recorded_is_finished_by_the_sweep(
+    store: TaskStore, in_the_way: bool
+) -> None:
+    root = store.layout.root
+    if in_the_way:  # the user's own t.txt, which the merge must not overwrite
+        (root / "t.txt").write_text("mine\n")
+    _add(store, "t")
+    proc, _token = _start_holder(root, "alpha", "t")
+    assert proc.stdin is not None
+    proc.stdin.write("record-and-die\n")
+    proc.stdin.flush()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    outcome = "deferred" if in_the_way else "merged"
+    left = store.get("t")  # the crash's window: the outcome written, the task not moved
+    assert (left.state, (left.task.result or {}).get("outcome")) == ("active", outcome)
+    cfg = config.load(store.layout.config)
+    (action,) = sweep(store, cfg, time.time()).actions
+    assert (action.kind, action.agent, action.to_state) == ("finished", "alpha", "done")
+    record = store.get("t")
+    assert record.state == "done"
+    assert record.task.result == left.task.result  # the holder's own record, kept whole
+    assert record.task.attempts == 0
+    assert locks.inspect(store.layout, "t") is None
+    assert sweep(store, cfg, time.time()).actions == []
+    trailers = git(root, "log", "main", "--format=%(trailers:key=Stigmergy-Task,valueonly)")
+    if in_the_way:  # still waiting for `stigmergy integrate`, which now finds it
+        assert trailers.split() == []
+        (root / "t.txt").unlink()
+        subprocess.run([str(STIGMERGY), "integrate"], cwd=root, check=True)
+        assert (store.get("t").task.result or {})["merged"] is True
+    assert git(
+        root, "log", "main", "--format=%(trailers:key=Stigmergy-Task,valueonly)"
+    ).split() == ["t"]
+    assert (root / "t.txt").read_text() == "work\n"
+
+
 def test_a_retried_task_is_not_taken_for_an_earlier_attempt_that_merged(
     store: TaskStore,
 ) -> None:

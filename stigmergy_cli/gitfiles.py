@@ -21,6 +21,7 @@ from pathlib import Path
 SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 SHA1_RE = re.compile(r"[0-9a-f]{40}")
 # A worktree in the middle of one of these has state only git knows how to conclude.
+STALE_REF_LOCK = 1.0  # seconds: a ref's lock file older than this was abandoned (_take_lock)
 IN_PROGRESS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
 
 
@@ -164,7 +165,7 @@ def write_ref(
     lock = path.with_name(f"{path.name}.lock")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = _take_lock(lock)
     except OSError as exc:
         raise NeedsGit(str(exc)) from None
     written = False
@@ -189,6 +190,21 @@ def write_ref(
                 lock.unlink()
     if not written:
         raise NeedsGit(f"{ref} moved")
+
+
+def _take_lock(lock: Path) -> int:
+    """Create a ref's lock file exclusively. One left behind by a writer killed between
+    creating and renaming it would block the ref for good, git included, so a lock a second
+    old is taken for abandoned and removed: git's writers and ours hold one for
+    milliseconds, and git itself waits only 100 ms for one (core.filesRefLockTimeout)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        return os.open(lock, flags, 0o644)
+    except FileExistsError:
+        if time.time() - lock.stat().st_mtime < STALE_REF_LOCK:
+            raise
+        lock.unlink(missing_ok=True)
+        return os.open(lock, flags, 0o644)
 
 
 def stamp(now: float | None = None) -> str:

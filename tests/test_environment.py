@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -209,10 +211,17 @@ def test_stigmergys_own_refs_are_written_as_git_reads_them(env_root: Path) -> No
         "refs/stigmergy/results/a"
     )
     # Someone else holding the ref's lock: git is asked, and says so.
-    (env_root / ".git/refs/stigmergy/results/a.lock").write_text("")
+    lock = env_root / ".git/refs/stigmergy/results/a.lock"
+    lock.write_text("")
     with pytest.raises(GitError):
         gitops.keep_ref(env_root, "refs/stigmergy/results/a", head)
     assert git(env_root, "rev-parse", "refs/stigmergy/results/a") == newer
+    # A lock left by a writer killed while holding it, ten seconds ago: taken over.
+    ago = time.time() - 10
+    os.utime(lock, (ago, ago))
+    gitops.keep_ref(env_root, "refs/stigmergy/results/a", head)
+    assert git(env_root, "rev-parse", "refs/stigmergy/results/a") == head
+    assert not lock.exists()
     # A ref in the way (b/c where b would go): git is asked, and no lock file is left behind.
     gitops.keep_ref(env_root, "refs/stigmergy/results/b/c", head)
     with pytest.raises(GitError):

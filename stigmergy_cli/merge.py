@@ -114,10 +114,13 @@ def integrate(
         if outcome.kind == "conflict":
             conflict = _conflict_task(store, cfg, record.task, outcome, now)
             outcome = replace(outcome, conflict_task=conflict)
-        resolves = record.task.type == CONFLICT_TYPE
-        if resolves:  # it completes the task it resolved, another task: under the lock
+        # Under the lock: a resolution completes the task it resolved, another task; and a
+        # task that conflicted is done before its conflict task can land, so that landing
+        # finds it finished and unclaimed, ready to be marked merged.
+        under_lock = record.task.type == CONFLICT_TYPE or outcome.kind == "conflict"
+        if under_lock:
             _finish(store, cfg, record, agent, token, outcome, now, log)
-    if not resolves:
+    if not under_lock:
         # The rest concerns this task alone, which nobody may change while the claim is ours,
         # so the merges queued behind this one need not wait for it (a third of the time the
         # lock was held, in fsyncs). A sweep that breaks the claim meanwhile finds the
@@ -325,11 +328,34 @@ def landed_result(
     tip = gitops.ref_commit(root, _Target(cfg.target).ref)
     if result is None or tip is None or not gitops.is_ancestor(root, result, tip):
         return None
-    if claimed_at is not None:
-        made = gitops.run(["log", "-1", "--format=%ct", result], root).stdout.strip()
-        if not made.isdigit() or int(made) < int(claimed_at):
-            return None
-    return result
+    return result if _made_since(root, result, claimed_at) else None
+
+
+def conflicted_result(
+    store: TaskStore, task_id: str, claimed_at: float | None = None
+) -> Outcome | None:
+    """The conflict that the task's result met, if its merge_conflict task exists already:
+    whoever landed it stopped before recording so. As for landed_result, the result must be
+    no older than the claim."""
+    root = store.layout.root
+    result = gitops.ref_commit(root, f"{RESULTS}{task_id}")
+    conflict_id = conflict_task_id(task_id)
+    if result is None or store.locate(conflict_id) is None:
+        return None
+    section = conflict_of(store.get(conflict_id).task)
+    if section is None or section["theirs"] != result or not _made_since(root, result, claimed_at):
+        return None
+    files = tuple(f for f in section.get("files", []) if isinstance(f, str))
+    return Outcome("conflict", task_id, result, conflict_task=conflict_id, files=files)
+
+
+def _made_since(root: Path, commit: str, claimed_at: float | None) -> bool:
+    """Was `commit` made no earlier than `claimed_at` (git's whole seconds)? Then it is the
+    claim's own result, not an earlier attempt's (one merged, cancelled by hand, retried)."""
+    if claimed_at is None:
+        return True
+    made = gitops.run(["log", "-1", "--format=%ct", commit], root).stdout.strip()
+    return made.isdigit() and int(made) >= int(claimed_at)
 
 
 def result_doc(outcome: Outcome, agent: str, now: float, log: str | None) -> dict[str, Any]:
@@ -404,10 +430,14 @@ def conflict_of(task: Task) -> dict[str, Any] | None:
 def _complete_originals(
     store: TaskStore, cfg: Config, task: Task, outcome: Outcome, now: float
 ) -> None:
-    """A resolved conflict landed: the task it resolved (and so on up the chain) is merged."""
+    """A resolved conflict landed: the task it resolved (and so on up the chain) is merged.
+
+    An original still claimed (by a holder that died finishing it) is passed over, and the
+    sweep marks it when it removes that claim (complete_resolved)."""
     current: Task | None = task
     while current is not None and (section := conflict_of(current)) is not None:
         original_id = section["task"]
+        again = True
         try:
             with locks.exclusive(
                 store.layout, original_id, who="integrate", now=now, lease=60, integration_held=True
@@ -420,12 +450,42 @@ def _complete_originals(
                     if outcome.merge_commit is not None:
                         result["merge_commit"] = outcome.merge_commit
                     store.write(record, record.task.evolve(result=result, updated_at=now))
+        except Conflict:  # claimed: read it all the same, for the originals above it
+            try:
+                record = store.get(original_id)
+            except StigmergyError:
+                return
         except StigmergyError:
             return
         if not again:
             events.append(store.layout.events, events.MERGED, now, task=original_id, via=task.id)
             claims.nudge_dependants(store, cfg, original_id, task.id, now)
         current = record.task
+
+
+def complete_resolved(store: TaskStore, cfg: Config, task_id: str, now: float) -> bool:
+    """Mark `task_id` merged if it is done after a conflict that has since been resolved and
+    merged (by its conflict task, or one resolving that, and so on); True if it did. For a
+    task whose claim outlived it, passed over when the resolution landed. The caller holds
+    the integration lock."""
+    record = store.get(task_id)
+    result = record.task.result or {}
+    if record.state != "done" or result.get("outcome") != "conflict" or result.get("merged"):
+        return False
+    for _ in range(64):  # a conflict of a conflict of ...: never a cycle, but stay bounded
+        resolver_id = result.get("conflict_task")
+        if not isinstance(resolver_id, str):
+            return False
+        resolver = store.get(resolver_id)
+        result = resolver.task.result or {}
+        if resolver.state != "done":
+            return False
+        if result.get("outcome") == "merged":
+            commit = result.get("merge_commit") or result.get("commit")
+            landed = Outcome("merged", resolver_id, merge_commit=commit or None)
+            _complete_originals(store, cfg, resolver.task, landed, now)
+            return True
+    return False
 
 
 def finish_deferred(store: TaskStore, cfg: Config, task_id: str, now: float) -> Outcome:

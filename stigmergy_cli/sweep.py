@@ -161,6 +161,10 @@ class Sweeper:
                 self._requeue(info.task_id, reason, agent, claimed_at=since)
             else:
                 self._do(Action("lock_removed", info.task_id, reason, agent))
+                if located is not None and not self.dry_run:
+                    # Its resolution may have landed while the dead claim kept it from being
+                    # marked merged (merge._complete_originals).
+                    merge.complete_resolved(self.store, self.cfg, info.task_id, self.now)
 
     def _reconcile_active(self) -> None:
         for record in self.store.scan(self.now, states=("active",)).records:
@@ -184,7 +188,14 @@ class Sweeper:
             return
         landed = merge.landed_result(self.layout.root, self.cfg, task_id, claimed_at)
         if landed is not None:
-            self._record_landed(task_id, reason, agent, landed)
+            detail = f"{reason}; its result {landed[:10]} is already on {self.cfg.target}"
+            outcome = merge.Outcome("merged", task_id, landed)
+            self._record_done(task_id, agent, outcome, "landed", detail)
+            return
+        conflicted = merge.conflicted_result(self.store, task_id, claimed_at)
+        if conflicted is not None:
+            detail = f"{reason}; its result conflicted, for {conflicted.conflict_task} to resolve"
+            self._record_done(task_id, agent, conflicted, "conflicted", detail)
             return
         result = {"outcome": "swept", "agent": agent, "reason": reason, "finished_at": self.now}
         if self.dry_run:
@@ -246,11 +257,12 @@ class Sweeper:
         self._do(Action("finished", task_id, detail, agent, "done"))
         return True
 
-    def _record_landed(self, task_id: str, reason: str, agent: str | None, commit: str) -> None:
-        """The holder died after the target took its result and before the task said so."""
-        detail = f"{reason}; its result {commit[:10]} is already on {self.cfg.target}"
+    def _record_done(
+        self, task_id: str, agent: str | None, outcome: merge.Outcome, kind: str, detail: str
+    ) -> None:
+        """The holder died after integrating (the target took its result, or its conflict task
+        was made) and before the task said so: record the outcome as the holder would have."""
         if not self.dry_run:
-            outcome = merge.Outcome("merged", task_id, commit)
             try:
                 with self._still_active(task_id) as record:
                     if record is None:
@@ -260,8 +272,11 @@ class Sweeper:
                     )
             except Conflict:
                 return  # an agent grabbed the lock meanwhile; the next sweep reconciles
-            self._announce_merged(task_id, agent, "merged", commit, detail)
-        self._do(Action("landed", task_id, detail, agent, "done"))
+            if outcome.merged:
+                self._announce_merged(task_id, agent, outcome.kind, outcome.result, detail)
+            else:  # a conflict, which may have been resolved meanwhile
+                merge.complete_resolved(self.store, self.cfg, task_id, self.now)
+        self._do(Action(kind, task_id, detail, agent, "done"))
 
     def _announce_merged(
         self, task_id: str, agent: str | None, outcome: str, commit: object, detail: str

@@ -4,7 +4,8 @@ Run as `python tests/holder.py ROOT AGENT TASK`; prints one JSON line per step.
 "land-and-die" commits a change and merges it, and the process kills itself with SIGKILL the
 moment the target has moved (before the task is recorded as done): a crash at the worst
 instant of a merge. "record-and-die" does the same a step later, once the outcome is in the
-task's file and before the task moves to done/.
+task's file and before the task moves to done/. "conflict-and-die" has the target change the
+same file first, and dies once the conflict task exists, before the task says so.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,13 +59,18 @@ def main() -> None:
             elif command == "complete":
                 with claims.owned(env.store, task_id, agent, claimed.token):
                     pass
-            elif command in ("land-and-die", "record-and-die"):
+            elif command in ("land-and-die", "record-and-die", "conflict-and-die"):
                 task = claimed.record.task
                 worktree = results.prepare(env.layout, env.config, agent, task, time.time())
                 (worktree / f"{task_id}.txt").write_text("work\n")
                 commit = results.commit(env.layout, env.config, worktree, task, agent)
                 die = lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL)  # noqa: E731
-                if command == "land-and-die":  # the moment the target has the result
+                if command == "conflict-and-die":  # someone else's change to the same file
+                    (Path(root) / f"{task_id}.txt").write_text("theirs\n")
+                    git = ["git", "-C", root, "-c", "user.name=o", "-c", "user.email=o@o"]
+                    subprocess.run([*git, "add", f"{task_id}.txt"], check=True)
+                    subprocess.run([*git, "commit", "-q", "-m", "theirs"], check=True)
+                if command != "record-and-die":  # the moment the target has it, or its conflict
                     merge._finish = die
                 else:  # the moment the task's file has the outcome
                     TaskStore.move = die  # type: ignore[method-assign]

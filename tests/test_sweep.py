@@ -386,6 +386,33 @@ def test_a_holder_killed_once_its_outcome_is_recorded_is_finished_by_the_sweep(
     assert (root / "t.txt").read_text() == "work\n"
 
 
+def test_a_holder_killed_once_its_merge_conflicted_is_done_and_waits_for_the_resolution(
+    store: TaskStore,
+) -> None:
+    root = store.layout.root
+    _add(store, "t")
+    proc, _token = _start_holder(root, "alpha", "t")
+    assert proc.stdin is not None
+    proc.stdin.write("conflict-and-die\n")
+    proc.stdin.flush()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert store.get("t").state == "active"  # the conflict task made, the task not told
+    assert store.get("t.conflict").state == "pending"
+    cfg = config.load(store.layout.config)
+    (action,) = sweep(store, cfg, time.time()).actions
+    assert (action.kind, action.agent, action.to_state) == ("conflicted", "alpha", "done")
+    result = store.get("t").task.result or {}
+    assert (result["outcome"], result["merged"], result["conflict_task"]) == (
+        "conflict",
+        False,
+        "t.conflict",
+    )
+    assert result["commit"] == git(root, "rev-parse", "refs/stigmergy/results/t")
+    assert store.get("t").task.attempts == 0  # not run again: its work waits in t.conflict
+    assert locks.inspect(store.layout, "t") is None
+    assert sweep(store, cfg, time.time()).actions == []
+
+
 def test_a_retried_task_is_not_taken_for_an_earlier_attempt_that_merged(
     store: TaskStore,
 ) -> None:

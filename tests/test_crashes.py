@@ -3,8 +3,9 @@
 Whatever instant a kill lands on (claiming, preparing the worktree, running the executor,
 committing, merging, recording), the sweep and the agents that follow must finish the work:
 every task done once, its change on the target once, no claim left behind, and the user's
-checkout clean. Kill points are random, so each run tries others; the seed only fixes which
-agent dies and when, not what it was doing.
+checkout clean. Some tasks append to one shared file, so their merges conflict and the
+conflicts are resolved (by agents that are killed too). Kill points are random, so each run
+tries others; the seed only fixes which agent dies and when, not what it was doing.
 """
 
 from __future__ import annotations
@@ -26,13 +27,19 @@ from .conftest import git
 from .test_agent_loop import STIGMERGY
 
 TASKS = 40
+SHARED = 8  # of them, the ones that append to one file, so that their merges conflict
 AGENTS = 3
 KILLS = int(os.environ.get("STIGMERGY_CRASH_KILLS", "24"))
 # A short random pause, so that kills land anywhere in a task, not only in its executor.
-EXECUTOR = (
-    'sleep "0.0$(($(od -An -N1 -tu1 /dev/urandom) % 6))"; '
-    'printf "%s\\n" "$STIGMERGY_TASK_ID" > "$STIGMERGY_TASK_ID.txt"'
-)
+# A conflict is resolved by keeping both sides (the file is a list of ids).
+EXECUTOR = """sleep "0.0$(($(od -An -N1 -tu1 /dev/urandom) % 6))"
+case "$STIGMERGY_TASK_ID" in
+  *.conflict) for f in $(git diff --name-only --diff-filter=U); do
+      grep -v -e '^<<<<<<< ' -e '^=======$' -e '^>>>>>>> ' "$f" > "$f.new"; mv "$f.new" "$f"
+    done ;;
+  s*) printf "%s\\n" "$STIGMERGY_TASK_ID" >> shared.txt ;;
+  *) printf "%s\\n" "$STIGMERGY_TASK_ID" > "$STIGMERGY_TASK_ID.txt" ;;
+esac"""
 
 
 class Fleet:
@@ -82,8 +89,9 @@ def test_agents_killed_at_random_instants_still_land_every_task_exactly_once(
     # Every kill costs its task an attempt: allow plenty, so none fails for good.
     config.write_text(config.read_text().replace("  max_attempts: 3", "  max_attempts: 100", 1))
     env = open_environment(env_root, None, {})
-    for n in range(TASKS):
-        doc = {"id": f"t{n:02d}", "title": f"Task {n}"}
+    ids = [f"s{n:02d}" if n < SHARED else f"t{n:02d}" for n in range(TASKS)]
+    for task_id in ids:
+        doc = {"id": task_id, "title": f"Task {task_id}"}
         env.store.add(tasks.new_task(doc, now=time.time(), created_by="t"), time.time())
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -108,20 +116,22 @@ def test_agents_killed_at_random_instants_still_land_every_task_exactly_once(
     sweep(env.store, env.config, time.time())
 
     records = {r.task.id: r for r in env.store.scan(time.time()).records}
-    ids = [f"t{n:02d}" for n in range(TASKS)]
-    assert sorted(records) == ids
+    resolutions = sorted(t for t in records if t.endswith(".conflict"))
+    assert sorted(set(records) - set(resolutions)) == ids
     unfinished = {t: (r.state, r.task.result) for t, r in records.items() if r.state != "done"}
     assert unfinished == {}, fleet.log_tail()
-    assert all((r.task.result or {}).get("merged") is True for r in records.values())
-    # Each task's work is on the target once: one result commit, its file in the tree.
+    assert all((records[t].task.result or {}).get("merged") is True for t in ids)
+    # Each task's work is on the target once: one result commit, its change in the tree.
     trailers = git(env_root, "log", "--format=%(trailers:key=Stigmergy-Task,valueonly)", "main")
-    assert sorted(trailers.split()) == ids
-    for task_id in ids:
+    assert sorted(trailers.split()) == sorted(ids + resolutions)
+    for task_id in ids[SHARED:]:
         assert (env_root / f"{task_id}.txt").read_text() == f"{task_id}\n"
+    assert sorted((env_root / "shared.txt").read_text().split()) == ids[:SHARED]
     # No claim outlives the run, and the user's checkout moved only as git moves it.
     assert list(locks.list_locks(env.layout)) == []
     assert git(env_root, "status", "--porcelain", "--untracked-files=no") == ""
     merged = [e for e in events.read(env.layout.events) if e["event"] == events.MERGED]
-    assert all(sum(e["task"] == t for e in merged) <= 1 for t in ids)
+    assert all(sum(e["task"] == t for e in merged) <= 1 for t in records)
     # Only kills cost attempts (a kill between two tasks costs none).
     assert sum(r.task.attempts for r in records.values()) <= KILLS + AGENTS
+    assert resolutions, "no merge conflicted: the test lost its point"

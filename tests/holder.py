@@ -73,7 +73,7 @@ def main() -> None:
                 if command != "record-and-die":  # the moment the target has it, or its conflict
                     merge._finish = die
                 else:  # the moment the task's file has the outcome
-                    TaskStore.move = die  # type: ignore[method-assign]
+                    TaskStore.move = die  # type: ignore[method-assign,assignment]
                 merge.integrate(
                     env.store,
                     env.config,

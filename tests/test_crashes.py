@@ -68,7 +68,7 @@ class Fleet:
         proc.wait(timeout=30)
 
     def finish(self, timeout: float) -> list[int | None]:
-        codes = []
+        codes: list[int | None] = []
         for proc in self.procs.values():
             try:
                 codes.append(proc.wait(timeout=timeout))

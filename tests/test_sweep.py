@@ -314,13 +314,14 @@ def test_kill_9_of_a_holder_returns_its_task_at_once_and_exactly_once(store: Tas
     assert sweep(store, cfg, time.time()).actions == []
 
 
-def _merged_then_killed(store: TaskStore) -> Path:
-    """Task t, whose holder merged its work and was killed before recording it as done."""
+def _killed_at(store: TaskStore, step: str = "land-and-die") -> Path:
+    """Task t, whose holder was killed at `step` of its integration (see tests/holder.py):
+    by default once its work merged, before recording it as done."""
     root = store.layout.root
     _add(store, "t")
     proc, _token = _start_holder(root, "alpha", "t")
     assert proc.stdin is not None
-    proc.stdin.write("land-and-die\n")
+    proc.stdin.write(f"{step}\n")
     proc.stdin.flush()
     assert proc.wait(timeout=60) == -signal.SIGKILL
     return root
@@ -329,7 +330,7 @@ def _merged_then_killed(store: TaskStore) -> Path:
 def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
     store: TaskStore,
 ) -> None:
-    root = _merged_then_killed(store)
+    root = _killed_at(store)
     trailers = git(root, "log", "main", "--format=%(trailers:key=Stigmergy-Task,valueonly)")
     assert trailers.split() == ["t"]  # merged, and the task still active: the crash's window
     assert store.get("t").state == "active"
@@ -353,15 +354,9 @@ def test_a_holder_killed_once_its_result_is_merged_is_done_not_run_again(
 def test_a_holder_killed_once_its_outcome_is_recorded_is_finished_by_the_sweep(
     store: TaskStore, in_the_way: bool
 ) -> None:
-    root = store.layout.root
     if in_the_way:  # the user's own t.txt, which the merge must not overwrite
-        (root / "t.txt").write_text("mine\n")
-    _add(store, "t")
-    proc, _token = _start_holder(root, "alpha", "t")
-    assert proc.stdin is not None
-    proc.stdin.write("record-and-die\n")
-    proc.stdin.flush()
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+        (store.layout.root / "t.txt").write_text("mine\n")
+    root = _killed_at(store, "record-and-die")
     outcome = "deferred" if in_the_way else "merged"
     left = store.get("t")  # the crash's window: the outcome written, the task not moved
     assert (left.state, (left.task.result or {}).get("outcome")) == ("active", outcome)
@@ -389,13 +384,7 @@ def test_a_holder_killed_once_its_outcome_is_recorded_is_finished_by_the_sweep(
 def test_a_holder_killed_once_its_merge_conflicted_is_done_and_waits_for_the_resolution(
     store: TaskStore,
 ) -> None:
-    root = store.layout.root
-    _add(store, "t")
-    proc, _token = _start_holder(root, "alpha", "t")
-    assert proc.stdin is not None
-    proc.stdin.write("conflict-and-die\n")
-    proc.stdin.flush()
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    root = _killed_at(store, "conflict-and-die")
     assert store.get("t").state == "active"  # the conflict task made, the task not told
     assert store.get("t.conflict").state == "pending"
     cfg = config.load(store.layout.config)
@@ -416,7 +405,7 @@ def test_a_holder_killed_once_its_merge_conflicted_is_done_and_waits_for_the_res
 def test_a_retried_task_is_not_taken_for_an_earlier_attempt_that_merged(
     store: TaskStore,
 ) -> None:
-    root = _merged_then_killed(store)
+    root = _killed_at(store)
     # Someone tidies by hand instead of letting the sweep record the merge: the dead claim
     # deleted, the task cancelled, then retried.
     shutil.rmtree(store.layout.lock_dir("t"))

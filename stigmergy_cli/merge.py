@@ -232,14 +232,9 @@ def _land(
         if moved is None:
             continue  # the target moved under us: merge again with its new tip
         if not moved:
-            return Outcome(
-                "deferred",
-                task.id,
-                result,
-                merge_commit=new,
-                detail=f"{target.branch} is checked out with local changes in the way; "
-                "run `stigmergy integrate` once they are committed or stashed",
-            )
+            assert checkout is not None  # only a checkout can be in the way
+            detail = _in_the_way(checkout, target.branch)
+            return Outcome("deferred", task.id, result, merge_commit=new, detail=detail)
         return Outcome("merged", task.id, result, merge_commit=new)
     raise StigmergyError(
         f"target branch {target.branch!r} kept moving; gave up merging {task.id!r}"
@@ -265,6 +260,23 @@ def _advance(root: Path, target: _Target, old: str, new: str, checkout: Path | N
     if proc.returncode == 0:
         return True
     return None if gitops.rev_parse(checkout, "HEAD") != old else False
+
+
+def _in_the_way(checkout: Path, branch: str) -> str:
+    """Why the checkout of `branch` could not be brought forward, and what to do about it."""
+    lock = gitops.run(["rev-parse", "--git-path", "index.lock"], checkout, check=False)
+    locked = checkout / lock.stdout.strip() if lock.returncode == 0 else None
+    if locked is not None and locked.exists():
+        # git leaves this file behind when it is killed, and never removes it itself.
+        return (
+            f"{branch} is checked out in {checkout}, whose index is locked ({locked}): a git "
+            "command is running there, or one was killed; remove the lock if none is "
+            "running, then run `stigmergy integrate`"
+        )
+    return (
+        f"{branch} is checked out with local changes in the way; "
+        "run `stigmergy integrate` once they are committed or stashed"
+    )
 
 
 def _finish(

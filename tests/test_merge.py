@@ -263,6 +263,24 @@ def test_local_changes_in_the_way_defer_the_merge_and_are_never_touched(env: Env
     assert merge.deferred(env.store, time.time()) == []
 
 
+def test_a_locked_index_in_the_checkout_defers_the_merge_and_says_so(env: Environment) -> None:
+    root = env.layout.root
+    claimed = _claim(env, "t", "alpha")
+    commit = _work(env, claimed, "alpha", {"feature.txt": "x\n"})
+    lock = root / ".git" / "index.lock"
+    lock.write_text("")  # what a git command killed in the user's checkout leaves behind
+    before = gitops.rev_parse(root, "main")
+    outcome = _land(env, claimed, "alpha", commit)
+    assert outcome.kind == "deferred"
+    assert "index is locked" in outcome.detail
+    assert str(lock) in outcome.detail
+    assert gitops.rev_parse(root, "main") == before
+    assert lock.exists()  # the user's to remove: a git command of theirs may hold it
+    lock.unlink()
+    assert merge.finish_deferred(env.store, env.config, "t", time.time()).kind == "merged"
+    assert (root / "feature.txt").read_text() == "x\n"
+
+
 def test_unrelated_local_changes_survive_the_fast_forward(env: Environment) -> None:
     root = env.layout.root
     (root / "README.md").write_text("edited by the user, not committed\n")

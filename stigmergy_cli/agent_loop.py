@@ -33,6 +33,7 @@ from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import StigmergyError
 from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
 from stigmergy_cli.locks import NotOwner
+from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.tasks import Task
 
 _UNREACHABLE_MAX = 60.0  # seconds: the longest wait before trying an unreachable pool again
@@ -132,6 +133,20 @@ class Agent:
     def run(self) -> Summary:
         """Work until there is nothing left (with --once / --idle-exit), a limit, or a stop."""
         agent = self.options.agent
+        # One process per agent id: two would share one worktree and undo each other's work.
+        instance = FileLock(self.layout.agent_lock(agent))
+        if not instance.try_acquire():
+            raise StigmergyError(
+                f"agent {agent!r} is already running on this machine "
+                f"(another `stigmergy agent run --id {agent}`)"
+            )
+        try:
+            return self._run()
+        finally:
+            instance.release()
+
+    def _run(self) -> Summary:
+        agent = self.options.agent
         heart = Heartbeater(
             self.layout,
             Heartbeat.new(agent, role=self.options.role, now=self.clock()),
@@ -225,6 +240,8 @@ class Agent:
         gitfiles.preload()
         try:
             worktree = worktrees.ensure(self.layout, self.options.agent, self.cfg.target)
+            for lock in worktrees.clear_abandoned_locks(self.layout, self.options.agent):
+                self.say(f"removed {lock}, left by a git command killed with this agent")
             # Asked now, the first task needs no `git status` (nor a reset, while the target
             # stays put): when work arrives every idle agent starts at once.
             self._head_kept = results.clean_at_tip(self.layout, worktree, self.backend.target_ref())

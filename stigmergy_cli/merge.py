@@ -12,6 +12,7 @@ the task is left done with `merged: false` for `stigmergy integrate`. A conflict
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -228,12 +229,12 @@ def _land(
             new = gitops.commit_tree(
                 root, merged.tree, [old, result], message, gitops.identity(root)
             )
-        moved = _advance(root, target, old, new, checkout)
+        moved, why = _advance(root, target, old, new, checkout)
         if moved is None:
             continue  # the target moved under us: merge again with its new tip
         if not moved:
             assert checkout is not None  # only a checkout can be in the way
-            detail = _in_the_way(checkout, target.branch)
+            detail = _in_the_way(target.branch, checkout, why)
             return Outcome("deferred", task.id, result, merge_commit=new, detail=detail)
         return Outcome("merged", task.id, result, merge_commit=new)
     raise StigmergyError(
@@ -241,15 +242,14 @@ def _land(
     )
 
 
-def _advance(root: Path, target: _Target, old: str, new: str, checkout: Path | None) -> bool | None:
-    """Move the target from `old` to `new`: True done, False blocked by local changes,
-    None if the target is no longer at `old`."""
+def _advance(
+    root: Path, target: _Target, old: str, new: str, checkout: Path | None
+) -> tuple[bool | None, str]:
+    """Move the target from `old` to `new`: True done, False blocked in its checkout (with
+    git's words), None if the target is no longer at `old`."""
     if checkout is None:
-        return (
-            True
-            if gitops.update_ref(root, target.ref, new, old, reason="stigmergy merge")
-            else None
-        )
+        moved = gitops.update_ref(root, target.ref, new, old, reason="stigmergy merge")
+        return (True if moved else None), ""
     # A fast-forward in that worktree moves the branch, the index and the files together, and
     # refuses (changing nothing) if a local change would be overwritten. Hooks are not run.
     proc = gitops.run(
@@ -258,19 +258,22 @@ def _advance(root: Path, target: _Target, old: str, new: str, checkout: Path | N
         check=False,
     )
     if proc.returncode == 0:
-        return True
-    return None if gitops.rev_parse(checkout, "HEAD") != old else False
+        return True, ""
+    return (None if gitops.rev_parse(checkout, "HEAD") != old else False), proc.stderr
 
 
-def _in_the_way(checkout: Path, branch: str) -> str:
-    """Why the checkout of `branch` could not be brought forward, and what to do about it."""
-    lock = gitops.run(["rev-parse", "--git-path", "index.lock"], checkout, check=False)
-    locked = checkout / lock.stdout.strip() if lock.returncode == 0 else None
-    if locked is not None and locked.exists():
-        # git leaves this file behind when it is killed, and never removes it itself.
+_LOCKED = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+
+
+def _in_the_way(branch: str, checkout: Path, why: str) -> str:
+    """Why the checkout of `branch` could not be brought forward (`why`: git's words), and
+    what to do about it."""
+    locked = _LOCKED.search(why)
+    if locked:
+        # git leaves its lock files behind when it is killed, and never removes them itself.
         return (
-            f"{branch} is checked out in {checkout}, whose index is locked ({locked}): a git "
-            "command is running there, or one was killed; remove the lock if none is "
+            f"{branch} is checked out in {checkout}, where {locked.group(1)} exists: a git "
+            "command is running there, or one was killed; remove the file if none is "
             "running, then run `stigmergy integrate`"
         )
     return (
@@ -519,6 +522,8 @@ def finish_deferred(store: TaskStore, cfg: Config, task_id: str, now: float) -> 
             outcome = replace(
                 outcome, conflict_task=_conflict_task(store, cfg, record.task, outcome, now)
             )
+        if outcome.merged and record.task.type == CONFLICT_TYPE:  # first, as in record_done
+            _complete_originals(store, cfg, record.task, outcome, now)
         result.update(
             outcome=outcome.kind,
             merged=outcome.merged,

@@ -72,6 +72,10 @@ class Layout:
         """flock serializing `git worktree add`, which races on .git/config.lock."""
         return self.locks / ".worktrees.lock"
 
+    def agent_lock(self, agent: str) -> Path:
+        """flock held by the one `agent run` process of that id on this machine."""
+        return self.locks / f".agent-{agent}.lock"
+
     def workspace(self, agent: str) -> Path:
         return self.workspaces / agent
 

@@ -8,9 +8,10 @@ it held was saved under refs/stigmergy/ first, so the reset loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-from stigmergy_cli import gitops
+from stigmergy_cli import gitfiles, gitops
 from stigmergy_cli.errors import StigmergyError
 from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.paths import Layout
@@ -72,6 +73,30 @@ def reset(root: Path, path: Path, commit: str, *, clean: bool = False) -> None:
     gitops.run(["reset", "--hard", "--quiet", commit], path)
     if not clean:
         gitops.run(["clean", "-ffdq"], path)
+
+
+def clear_abandoned_locks(layout: Layout, agent: str) -> list[Path]:
+    """Remove the lock files git leaves in an agent's worktree when it is killed mid-command
+    (the agent's whole process group killed: a closed terminal, a stopped container); git
+    never removes them, and every later `add`, `reset` or `commit` there would fail. Only
+    for the agent's one process, before it runs anything there: nobody else uses its
+    worktree, its index, its HEAD or its branch. Returns what was removed."""
+    path = layout.workspace(agent)
+    try:
+        git_dir = gitfiles.worktree_git_dir(path)
+        common = gitfiles.common_dir(layout.root)
+    except gitfiles.NeedsGit:
+        return []
+    removed = []
+    for lock in (
+        git_dir / "index.lock",
+        git_dir / "HEAD.lock",
+        common / "refs" / "heads" / f"{branch(agent)}.lock",
+    ):
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+            removed.append(lock)
+    return removed
 
 
 def start_merge(path: Path, theirs: str) -> None:

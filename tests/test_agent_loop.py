@@ -357,6 +357,50 @@ def test_an_agent_makes_its_worktree_as_it_starts(env_root: Path) -> None:
     assert git(workspace, "rev-parse", "HEAD") == git(env_root, "rev-parse", "main")
 
 
+def test_one_agent_id_runs_in_one_process(env_root: Path) -> None:
+    first = _start_agent(env_root, "--id", "solo", "--exec", "true", "--idle-exit", "30")
+    try:
+        _wait_for((env_root / ".stigmergy" / "agents" / "solo.json").exists)
+        second = subprocess.run(
+            [str(STIGMERGY), "agent", "run", "--id", "solo", "--exec", "true", "--once"],
+            cwd=env_root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert second.returncode != 0
+        assert second.stderr.count("\n") == 1
+        assert "agent 'solo' is already running on this machine" in second.stderr
+        other = subprocess.run(  # another id is another agent
+            [str(STIGMERGY), "agent", "run", "--id", "other", "--exec", "true", "--once"],
+            cwd=env_root,
+            capture_output=True,
+            check=False,
+        )
+        assert other.returncode == 0
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+
+
+def test_git_locks_left_in_an_agents_worktree_by_a_kill_are_cleared_as_it_starts(
+    env_root: Path,
+) -> None:
+    env = _env(env_root)
+    _agent(env, agent="phoenix", idle_exit=0).run()  # its worktree exists
+    git_dir = Path(git(env.layout.workspace("phoenix"), "rev-parse", "--absolute-git-dir"))
+    left = [git_dir / "index.lock", git_dir / "HEAD.lock"]
+    left.append(env_root / ".git" / "refs" / "heads" / "stigmergy" / "phoenix.lock")
+    for lock in left:  # what `kill -9` of the agent's process group, git and all, leaves
+        lock.write_text("")
+    _add(env, "t")
+    agent = _agent(env, agent="phoenix", once=True)
+    assert agent.run().done == 1
+    assert not any(lock.exists() for lock in left)
+    assert sum("removed" in line for line in agent.said) == 3  # type: ignore[attr-defined]
+    assert (env_root / "t.txt").read_text() == "t\n"
+
+
 def _git_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """From now on, the name of each git command the agents start (config, add, ...)."""
     commands: list[str] = []

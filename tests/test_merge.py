@@ -152,6 +152,24 @@ def test_a_conflict_becomes_a_task_and_its_resolution_completes_the_original(
     assert (done["merged"], done["merged_by"]) == (True, "b.conflict")
 
 
+def test_a_resolution_deferred_by_local_changes_completes_the_original_once_integrated(
+    env: Environment,
+) -> None:
+    root = env.layout.root
+    _conflicting_results(env)
+    resolver = claims.claim_best(env.store, env.config, "gamma", role=None, now=time.time())
+    worktree = results.prepare(env.layout, env.config, "gamma", resolver.record.task, time.time())
+    (worktree / "shared.txt").write_text("one\nfrom a\nfrom b\nthree\n")
+    resolution = results.commit(env.layout, env.config, worktree, resolver.record.task, "gamma")
+    (root / "shared.txt").write_text("the user's unsaved edit\n")
+    assert _land(env, resolver, "gamma", resolution).kind == "deferred"
+    assert (env.store.get("b").task.result or {})["merged"] is False
+    git(root, "checkout", "--", "shared.txt")
+    assert merge.finish_deferred(env.store, env.config, "b.conflict", time.time()).merged
+    done = env.store.get("b").task.result or {}
+    assert (done["merged"], done["merged_by"]) == (True, "b.conflict")
+
+
 class _Crash(BaseException):
     """The process dying at an instant chosen by the test."""
 
@@ -272,8 +290,7 @@ def test_a_locked_index_in_the_checkout_defers_the_merge_and_says_so(env: Enviro
     before = gitops.rev_parse(root, "main")
     outcome = _land(env, claimed, "alpha", commit)
     assert outcome.kind == "deferred"
-    assert "index is locked" in outcome.detail
-    assert str(lock) in outcome.detail
+    assert f"where {lock} exists" in outcome.detail
     assert gitops.rev_parse(root, "main") == before
     assert lock.exists()  # the user's to remove: a git command of theirs may hold it
     lock.unlink()

@@ -357,7 +357,10 @@ def conflicted_result(
     conflict_id = conflict_task_id(task_id)
     if result is None or store.locate(conflict_id) is None:
         return None
-    section = conflict_of(store.get(conflict_id).task)
+    try:
+        section = conflict_of(store.get(conflict_id).task)
+    except StigmergyError:  # unreadable: the sweep quarantines it, and this task goes back
+        return None
     if section is None or section["theirs"] != result or not _made_since(root, result, claimed_at):
         return None
     files = tuple(f for f in section.get("files", []) if isinstance(f, str))
@@ -491,7 +494,10 @@ def complete_resolved(store: TaskStore, cfg: Config, task_id: str, now: float) -
         resolver_id = result.get("conflict_task")
         if not isinstance(resolver_id, str):
             return False
-        resolver = store.get(resolver_id)
+        try:
+            resolver = store.get(resolver_id)
+        except StigmergyError:  # deleted or broken by hand: nothing to complete from
+            return False
         result = resolver.task.result or {}
         if resolver.state != "done":
             return False

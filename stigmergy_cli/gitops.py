@@ -61,16 +61,26 @@ def run(
     check: bool = True,
     stdin: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run `git <args>` in `cwd`; on failure (when `check`) raise GitError with git's words."""
-    proc: subprocess.CompletedProcess[str] = _spawn(args, cwd, stdin, timeout, text=True)
+    """Run `git <args>` in `cwd`; on failure (when `check`) raise GitError with git's words.
+    `pass_fds`: descriptors git inherits (a lock it must hold as long as it runs)."""
+    proc: subprocess.CompletedProcess[str] = _spawn(
+        args, cwd, stdin, timeout, text=True, pass_fds=pass_fds
+    )
     if check and proc.returncode != 0:
         raise GitError(f"{_command(args)} failed ({proc.returncode}): {_last_line(proc.stderr)}")
     return proc
 
 
 def _spawn(
-    args: Sequence[str], cwd: Path, stdin: str | bytes | None, timeout: float, *, text: bool
+    args: Sequence[str],
+    cwd: Path,
+    stdin: str | bytes | None,
+    timeout: float,
+    *,
+    text: bool,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[Any]:
     """Start git and wait for it; a missing git or a timeout is a GitError."""
     import subprocess  # imported here: most commands never start git
@@ -85,6 +95,7 @@ def _spawn(
             text=text,
             timeout=timeout,
             check=False,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
         raise GitError("git is not installed or not on PATH") from exc

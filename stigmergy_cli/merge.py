@@ -22,6 +22,7 @@ from stigmergy_cli import claims, events, gitops, locks, signals, tasks
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, GitError, StigmergyError
 from stigmergy_cli.locks import NotOwner
+from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.paths import Layout
 from stigmergy_cli.store import TaskRecord, TaskStore
 from stigmergy_cli.tasks import Task
@@ -104,14 +105,14 @@ def integrate(
         gitops.keep_ref(
             root, f"{RESULTS}{task_id}", result, reason=f"stigmergy result of {task_id}"
         )
-    with locks.integration_lock(layout):
+    with locks.integration_lock(layout) as held:
         info = locks.inspect(layout, task_id)
         if info is None or info.owner is None or info.owner.token != token:
             return salvage(store.layout, task_id, agent, token, result, now)
         record = _claimed_record(store, task_id, task)
         if record.state != "active":
             raise Conflict(f"task {task_id!r} is {record.state}, not active")
-        outcome = _land(store, cfg, record.task, result, base)
+        outcome = _land(store, cfg, held, record.task, result, base)
         if outcome.kind == "conflict":
             conflict = _conflict_task(store, cfg, record.task, outcome, now)
             outcome = replace(outcome, conflict_task=conflict)
@@ -196,9 +197,15 @@ def salvage(
 
 
 def _land(
-    store: TaskStore, cfg: Config, task: Task, result: str | None, base: str | None = None
+    store: TaskStore,
+    cfg: Config,
+    held: FileLock,
+    task: Task,
+    result: str | None,
+    base: str | None = None,
 ) -> Outcome:
     """Merge `result` into the target and move it; retry if the target moved meanwhile.
+    `held`: the integration lock, which the caller holds.
 
     `base`, when given, is the target commit `result` was built on (the agent's worktree was
     reset to it), which saves asking git for the merge base under the lock.
@@ -229,7 +236,7 @@ def _land(
             new = gitops.commit_tree(
                 root, merged.tree, [old, result], message, gitops.identity(root)
             )
-        moved, why = _advance(root, target, old, new, checkout)
+        moved, why = _advance(root, target, old, new, checkout, held)
         if moved is None:
             continue  # the target moved under us: merge again with its new tip
         if not moved:
@@ -243,7 +250,7 @@ def _land(
 
 
 def _advance(
-    root: Path, target: _Target, old: str, new: str, checkout: Path | None
+    root: Path, target: _Target, old: str, new: str, checkout: Path | None, held: FileLock
 ) -> tuple[bool | None, str]:
     """Move the target from `old` to `new`: True done, False blocked in its checkout (with
     git's words), None if the target is no longer at `old`."""
@@ -252,10 +259,14 @@ def _advance(
         return (True if moved else None), ""
     # A fast-forward in that worktree moves the branch, the index and the files together, and
     # refuses (changing nothing) if a local change would be overwritten. Hooks are not run.
+    # git takes the integration lock with it: if we die while it runs, it runs on, and the
+    # next holder's merge in the same checkout must not start until it is done (two
+    # merges at once there have left the index without a file the branch has).
     proc = gitops.run(
         ["-c", "core.hooksPath=/dev/null", "merge", "--ff-only", "--quiet", new],
         checkout,
         check=False,
+        pass_fds=(held.fileno(),),
     )
     if proc.returncode == 0:
         return True, ""
@@ -513,7 +524,7 @@ def finish_deferred(store: TaskStore, cfg: Config, task_id: str, now: float) -> 
     """Try again to land a done task whose merge was deferred (its checkout was in the way)."""
     layout = store.layout
     with (
-        locks.integration_lock(layout),
+        locks.integration_lock(layout) as held,
         locks.exclusive(
             layout, task_id, who="integrate", now=now, lease=cfg.lease, integration_held=True
         ),
@@ -523,7 +534,8 @@ def finish_deferred(store: TaskStore, cfg: Config, task_id: str, now: float) -> 
         if record.state != "done" or result.get("outcome") != "deferred" or result.get("merged"):
             raise Conflict(f"task {task_id!r} has no merge waiting")
         commit = result.get("commit")
-        outcome = _land(store, cfg, record.task, commit if isinstance(commit, str) else None)
+        commit = commit if isinstance(commit, str) else None
+        outcome = _land(store, cfg, held, record.task, commit)
         if outcome.kind == "conflict":
             outcome = replace(
                 outcome, conflict_task=_conflict_task(store, cfg, record.task, outcome, now)

@@ -36,6 +36,13 @@ class FileLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def fileno(self) -> int:
+        """The held lock's descriptor. A child process given it (`pass_fds`) keeps the lock
+        held until it exits too, even if this process dies first."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} is not held")
+        return self._fd
+
     def _open(self) -> int:
         return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
 

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from stigmergy_cli import locks
 from stigmergy_cli.errors import Conflict
+from stigmergy_cli.oslock import is_locked
 from stigmergy_cli.paths import Layout
 
 NOW = 1_800_000_000.0
@@ -145,3 +148,35 @@ def test_processes_racing_for_one_task_have_exactly_one_winner(layout: Layout) -
         layout.lock_dir("contested").joinpath("owner.json").unlink()
         layout.lock_dir("contested").joinpath("owner.lock").unlink()
         layout.lock_dir("contested").rmdir()
+
+
+_HOLDS_THEN_DIES = """
+import os, signal, subprocess, sys
+from pathlib import Path
+from stigmergy_cli.oslock import FileLock
+lock = FileLock(Path(sys.argv[1]))
+lock.acquire()
+quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+child = subprocess.Popen(["sleep", "1"], pass_fds=(lock.fileno(),), **quiet)
+print(child.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_child_given_the_lock_holds_it_after_its_parent_dies(tmp_path: Path) -> None:
+    # The integration lock's holder passes it to the git that moves the user's checkout: if
+    # the holder is killed, the next merge there must wait for that git to finish.
+    path = tmp_path / "lock"
+    parent = subprocess.run(
+        [sys.executable, "-c", _HOLDS_THEN_DIES, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert parent.returncode == -signal.SIGKILL
+    child = int(parent.stdout)
+    assert is_locked(path)  # the parent is gone, its child still runs
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not is_locked(path)

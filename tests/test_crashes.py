@@ -123,11 +123,13 @@ def test_agents_killed_at_random_instants_still_land_every_task_exactly_once(
     sweep(env.store, env.config, time.time())
     if group:
         # git killed in the user's checkout, mid fast-forward, leaves its lock files there,
-        # and files it had written but not yet recorded in the index, now untracked; merges
-        # wait (their tasks done, 'deferred') until the user, told why, clears that up.
+        # and files it had written but not yet recorded in the index: changed, or new and
+        # untracked. Merges wait (their tasks done, 'deferred') until the user, told why,
+        # puts the checkout back as git left it before.
         git_dir = env_root / ".git"
         for lock in [*git_dir.glob("*.lock"), *(git_dir / "refs" / "heads").glob("*.lock")]:
             lock.unlink()
+        git(env_root, "reset", "-q", "--hard")
         untracked = git(env_root, "ls-files", "--others", "--exclude-standard", "--", "*.txt")
         for name in untracked.split():
             (env_root / name).unlink()

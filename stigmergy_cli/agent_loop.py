@@ -37,6 +37,7 @@ from stigmergy_cli.oslock import FileLock
 from stigmergy_cli.tasks import Task
 
 _UNREACHABLE_MAX = 60.0  # seconds: the longest wait before trying an unreachable pool again
+_TROUBLE_MAX = 60.0  # seconds: the same after tasks failing for the agent's own trouble
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class Agent:
         self._watching = False  # idle and said so in the heartbeat
         self._limited_streak = 0  # rate limits in a row: each doubles the wait
         self._unreachable = 0  # failed claims in a row (the pool unreachable): same idea
+        # Tasks in a row that failed on the agent's own trouble (a full disk, a broken
+        # worktree), not their executor's: same idea, so they do not use up every attempt.
+        self._trouble = 0
         # Whether the worktree's HEAD is known to be kept already (see results.prepare): not
         # at start, since a previous run may have left anything there.
         self._head_kept = False
@@ -297,8 +301,12 @@ class Agent:
         self._current = claimed
         try:
             outcome = self._attempt(claimed)
+            self._trouble = 0
         except (StigmergyError, OSError) as exc:  # one task's trouble must not stop the agent
             outcome = self._fail(claimed, f"{type(exc).__name__}: {exc}")
+            self._trouble += 1
+            self._backoff = max(self._backoff, backoff.delay(self._trouble, 1.0, _TROUBLE_MAX))
+            self.say(f"waiting {self._backoff:.0f}s before the next task")
         finally:
             self._current = None
             self.backend.close(claimed)

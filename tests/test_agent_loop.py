@@ -401,6 +401,32 @@ def test_git_locks_left_in_an_agents_worktree_by_a_kill_are_cleared_as_it_starts
     assert (env_root / "t.txt").read_text() == "t\n"
 
 
+def test_tasks_failing_on_the_agents_own_trouble_slow_it_down(env_root: Path) -> None:
+    # Its worktree's place taken by a directory that is no worktree: every task fails in
+    # preparing it, not in its executor. Without a pause, the agent would use up the
+    # attempts of the whole pool in seconds.
+    env = _env(env_root)
+    blocked = env.layout.workspace("alpha")
+    blocked.mkdir(parents=True)
+    (blocked / "notes.txt").write_text("not a worktree\n")
+    _add(env, "t1")
+    agent = _agent(env, max_tasks=3)
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return False
+
+    agent._wait = wait  # type: ignore[method-assign]
+    summary = agent.run()
+    assert summary.failed == 3
+    assert [round(w) for w in waits] == [1, 2]  # before the 2nd and 3rd attempt: doubling
+    assert sum("waiting" in line for line in agent.said) == 3  # type: ignore[attr-defined]
+    record = env.store.get("t1")  # its attempts counted, its reason kept
+    assert (record.state, record.task.attempts) == ("failed", 3)
+    assert "is not a git worktree" in (record.task.result or {})["reason"]
+
+
 def _git_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """From now on, the name of each git command the agents start (config, add, ...)."""
     commands: list[str] = []

@@ -134,6 +134,9 @@ def test_agents_killed_at_random_instants_still_land_every_task_exactly_once(
         for name in untracked.split():
             (env_root / name).unlink()
         subprocess.run([str(STIGMERGY), "integrate"], cwd=env_root, check=True)
+        for name in names:  # what those merges met is conflict tasks, for the agents again
+            fleet.start(name, "--idle-exit", "2")
+        assert fleet.finish(timeout=300) == [0] * AGENTS, fleet.log_tail()
 
     records = {r.task.id: r for r in env.store.scan(time.time()).records}
     resolutions = sorted(t for t in records if t.endswith(".conflict"))

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from stigmergy_cli.oslock import FileLock
+from stigmergy_cli.paths import Layout
+
 from .conftest import Cli, git
 
 STIGMERGY = Path(sys.executable).parent / "stigmergy"
@@ -91,6 +94,12 @@ def test_prune_removes_gone_agents_and_keeps_their_work(cli: Cli, in_repo: Path)
     beat = json.loads(heartbeat.read_text())
     beat["last_seen"] -= 10 * 3600
     heartbeat.write_text(json.dumps(beat))
+    running = FileLock(Layout(in_repo).agent_lock("ghost"))  # an `agent run` of that name
+    running.acquire()
+    try:
+        assert "ghost: kept" in cli("agent", "prune").out  # silent, but its process is alive
+    finally:
+        running.release()
     assert "would remove" in cli("agent", "prune", "--dry-run").out
     assert worktree.exists()
     pruned = cli("agent", "prune")

@@ -202,6 +202,7 @@ def prune(
 ) -> None:
     """Remove the worktrees and branches of agents that are gone; unmerged work is kept first."""
     from stigmergy_cli import gitops, locks, results, worktrees
+    from stigmergy_cli.oslock import is_locked
 
     env = open_env(ctx, git_backend=True)
     at = now()
@@ -212,8 +213,11 @@ def prune(
     for agent in worktrees.agents_with_worktrees(env.layout):
         beat = beats.get(agent)
         lease = env.config.session_lease if beat and beat.kind == "session" else env.config.lease
-        if agent in holders or (
-            beat is not None and heartbeats.liveness(beat, at, lease) == heartbeats.ALIVE
+        running = is_locked(env.layout.agent_lock(agent))  # its `agent run`, on this machine
+        if (
+            running
+            or agent in holders
+            or (beat is not None and heartbeats.liveness(beat, at, lease) == heartbeats.ALIVE)
         ):
             console.say(f"{agent}: kept (alive or holding a claim)")
             continue

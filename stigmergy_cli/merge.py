@@ -343,44 +343,43 @@ def recorded_outcome(task: Task, claimed_at: float) -> str | None:
     return outcome if finished >= claimed_at else None  # else an earlier attempt's
 
 
-def landed_result(
-    root: Path, cfg: Config, task_id: str, claimed_at: float | None = None
-) -> str | None:
-    """The task's result commit if the target already has it: the task merged, and whoever
-    merged it stopped before recording so (a crash between the two). `claimed_at`: the
-    claim's time, when known; a result committed before it (git's whole seconds) is an
-    earlier attempt's, say one merged, cancelled by hand and retried."""
-    result = gitops.ref_commit(root, f"{RESULTS}{task_id}")
-    tip = gitops.ref_commit(root, _Target(cfg.target).ref)
-    if result is None or tip is None or not gitops.is_ancestor(root, result, tip):
-        return None
-    return result if _made_since(root, result, claimed_at) else None
-
-
-def conflicted_result(
-    store: TaskStore, task_id: str, claimed_at: float | None = None
+def unrecorded_outcome(
+    store: TaskStore, cfg: Config, task_id: str, claimed_at: float | None = None
 ) -> Outcome | None:
-    """The conflict that the task's result met, if its merge_conflict task exists already:
-    whoever landed it stopped before recording so. As for landed_result, the result must be
-    no older than the claim."""
+    """What the claim's integration did, if it got as far as the target (the result merged)
+    or a conflict task (the result conflicted), and whoever integrated stopped before
+    recording so: a crash between the two. `claimed_at`: the claim's time, when known; a
+    result committed before it (git's whole seconds) is an earlier attempt's, say one
+    merged, cancelled by hand and retried."""
     root = store.layout.root
     result = gitops.ref_commit(root, f"{RESULTS}{task_id}")
+    if result is None:
+        return None
+    tip = gitops.ref_commit(root, _Target(cfg.target).ref)
+    if tip is not None and gitops.is_ancestor(root, result, tip):
+        outcome: Outcome | None = Outcome("merged", task_id, result)
+    else:
+        outcome = _conflicted(store, task_id, result)
+    return outcome if outcome is not None and _made_since(root, result, claimed_at) else None
+
+
+def _conflicted(store: TaskStore, task_id: str, result: str) -> Outcome | None:
+    """The conflict `result` met, if the task's merge_conflict task names it."""
     conflict_id = conflict_task_id(task_id)
-    if result is None or store.locate(conflict_id) is None:
+    if store.locate(conflict_id) is None:
         return None
     try:
         section = conflict_of(store.get(conflict_id).task)
     except StigmergyError:  # unreadable: the sweep quarantines it, and this task goes back
         return None
-    if section is None or section["theirs"] != result or not _made_since(root, result, claimed_at):
+    if section is None or section["theirs"] != result:
         return None
     files = tuple(f for f in section.get("files", []) if isinstance(f, str))
     return Outcome("conflict", task_id, result, conflict_task=conflict_id, files=files)
 
 
 def _made_since(root: Path, commit: str, claimed_at: float | None) -> bool:
-    """Was `commit` made no earlier than `claimed_at` (git's whole seconds)? Then it is the
-    claim's own result, not an earlier attempt's (one merged, cancelled by hand, retried)."""
+    """Was `commit` made no earlier than `claimed_at` (git's whole seconds)?"""
     if claimed_at is None:
         return True
     made = gitops.run(["log", "-1", "--format=%ct", commit], root).stdout.strip()
@@ -492,32 +491,31 @@ def _complete_originals(
         current = record.task
 
 
-def complete_resolved(store: TaskStore, cfg: Config, task_id: str, now: float) -> bool:
+def complete_resolved(store: TaskStore, cfg: Config, task_id: str, now: float) -> None:
     """Mark `task_id` merged if it is done after a conflict that has since been resolved and
-    merged (by its conflict task, or one resolving that, and so on); True if it did. For a
-    task whose claim outlived it, passed over when the resolution landed. The caller holds
-    the integration lock."""
+    merged (by its conflict task, or one resolving that, and so on): for a task whose claim
+    outlived it, passed over when the resolution landed. The caller holds the integration
+    lock."""
     record = store.get(task_id)
     result = record.task.result or {}
     if record.state != "done" or result.get("outcome") != "conflict" or result.get("merged"):
-        return False
+        return
     for _ in range(64):  # a conflict of a conflict of ...: never a cycle, but stay bounded
         resolver_id = result.get("conflict_task")
         if not isinstance(resolver_id, str):
-            return False
+            return
         try:
             resolver = store.get(resolver_id)
         except StigmergyError:  # deleted or broken by hand: nothing to complete from
-            return False
+            return
         result = resolver.task.result or {}
         if resolver.state != "done":
-            return False
+            return
         if result.get("outcome") == "merged":
             commit = result.get("merge_commit") or result.get("commit")
             landed = Outcome("merged", resolver_id, merge_commit=commit or None)
             _complete_originals(store, cfg, resolver.task, landed, now)
-            return True
-    return False
+            return
 
 
 def finish_deferred(store: TaskStore, cfg: Config, task_id: str, now: float) -> Outcome:

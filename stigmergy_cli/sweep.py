@@ -63,7 +63,9 @@ def stale_reason(info: LockInfo, beat: Heartbeat | None, now: float, grace: floa
 class Action:
     """One thing the sweep did (or, with --dry-run, would do)."""
 
-    kind: str  # reclaimed | landed | lock_removed | reconciled | quarantined | cleaned
+    # reclaimed | reconciled | landed | conflicted | finished | lock_removed | quarantined |
+    # cleaned
+    kind: str
     target: str  # a task id, or a path relative to .stigmergy/
     reason: str
     agent: str | None = None
@@ -186,16 +188,15 @@ class Sweeper:
         A holder that died once its outcome was in the task's file is finished for it."""
         if claimed_at is not None and self._finish_recorded(task_id, reason, agent, claimed_at):
             return
-        landed = merge.landed_result(self.layout.root, self.cfg, task_id, claimed_at)
-        if landed is not None:
-            detail = f"{reason}; its result {landed[:10]} is already on {self.cfg.target}"
-            outcome = merge.Outcome("merged", task_id, landed)
-            self._record_done(task_id, agent, outcome, "landed", detail)
-            return
-        conflicted = merge.conflicted_result(self.store, task_id, claimed_at)
-        if conflicted is not None:
-            detail = f"{reason}; its result conflicted, for {conflicted.conflict_task} to resolve"
-            self._record_done(task_id, agent, conflicted, "conflicted", detail)
+        unrecorded = merge.unrecorded_outcome(self.store, self.cfg, task_id, claimed_at)
+        if unrecorded is not None:
+            commit = (unrecorded.result or "")[:10]
+            if unrecorded.merged:
+                kind, why = "landed", f"its result {commit} is already on {self.cfg.target}"
+            else:
+                resolver = unrecorded.conflict_task
+                kind, why = "conflicted", f"its result conflicted, for {resolver} to resolve"
+            self._record_done(task_id, agent, unrecorded, kind, f"{reason}; {why}")
             return
         result = {"outcome": "swept", "agent": agent, "reason": reason, "finished_at": self.now}
         if self.dry_run:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 SHA1_RE = re.compile(r"[0-9a-f]{40}")
-# A worktree in the middle of one of these has state only git knows how to conclude.
 STALE_REF_LOCK = 1.0  # seconds: a ref's lock file older than this was abandoned (_take_lock)
+# A worktree in the middle of one of these has state only git knows how to conclude.
 IN_PROGRESS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
 
 

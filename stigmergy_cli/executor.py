@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from stigmergy_cli.gitops import git_env
+from stigmergy_cli.gitops import child_env
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of the process group
 TAIL_LINES = 200  # lines kept to recognize a rate limit and to report a failure
@@ -47,8 +47,7 @@ class ExecResult:
 
 def environment(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment, without git variables that would point at the wrong repo."""
-    env = git_env()
-    env.pop("GIT_TERMINAL_PROMPT", None)  # the executor is not git; let it decide
+    env = child_env()
     env.update(extra)
     return env
 

@@ -45,12 +45,21 @@ DEFAULT_TIMEOUT = 120.0
 _NO_AUTO_MAINTENANCE = ("-c", "maintenance.auto=false")
 
 
-def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a git child: leaked repository variables removed, no prompts."""
-    env = {
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment (or `base`) without the git variables a parent git may
+    have leaked: for any child that may run git, the executor too."""
+    return {
         k: v for k, v in (os.environ if base is None else base).items() if k not in _LEAKY_GIT_VARS
     }
+
+
+def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for our own git processes: no leaked repository variables, no
+    prompts, and git's messages untranslated, since some are read ("nothing to commit", a
+    lock file in the way); LANGUAGE=de otherwise makes them German, even in C.UTF-8."""
+    env = child_env(base)
     env["GIT_TERMINAL_PROMPT"] = "0"  # never hang waiting for credentials
+    env["LC_ALL"] = "C"
     return env
 
 

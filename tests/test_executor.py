@@ -52,6 +52,15 @@ def test_leaked_git_variables_do_not_reach_the_executor(
     assert (tmp_path / "gitdir.txt").read_text().strip() == "unset"
 
 
+def test_the_executor_keeps_the_users_language(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGUAGE", "de")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    _run(tmp_path, 'echo "${LANGUAGE:-unset} ${LC_ALL:-unset}" > lang.txt')
+    assert (tmp_path / "lang.txt").read_text().strip() == "de unset"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

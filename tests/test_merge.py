@@ -281,7 +281,13 @@ def test_local_changes_in_the_way_defer_the_merge_and_are_never_touched(env: Env
     assert merge.deferred(env.store, time.time()) == []
 
 
-def test_a_locked_index_in_the_checkout_defers_the_merge_and_says_so(env: Environment) -> None:
+# git's messages are read in places; a user's LANGUAGE would otherwise translate them.
+@pytest.mark.parametrize("language", [None, "de"])
+def test_a_locked_index_in_the_checkout_defers_the_merge_and_says_so(
+    env: Environment, monkeypatch: pytest.MonkeyPatch, language: str | None
+) -> None:
+    if language:
+        monkeypatch.setenv("LANGUAGE", language)
     root = env.layout.root
     claimed = _claim(env, "t", "alpha")
     commit = _work(env, claimed, "alpha", {"feature.txt": "x\n"})
@@ -296,6 +302,13 @@ def test_a_locked_index_in_the_checkout_defers_the_merge_and_says_so(env: Enviro
     lock.unlink()
     assert merge.finish_deferred(env.store, env.config, "t", time.time()).kind == "merged"
     assert (root / "feature.txt").read_text() == "x\n"
+
+
+def test_nothing_to_commit_is_understood_in_any_language(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGUAGE", "de")
+    assert gitops.commit_all(repo, "nothing\n", gitops.identity(repo)) is None
 
 
 def test_unrelated_local_changes_survive_the_fast_forward(env: Environment) -> None:

@@ -56,6 +56,16 @@ def read_index(data: bytes) -> list[tuple[bytes, Entry]]:
     signature, version, count = _HEADER.unpack_from(body)
     if signature != b"DIRC" or version not in (2, 3):
         raise NeedsGit(f"index version {version} is read by git")
+    try:
+        paths, at = _entries(body, count)
+    except (struct.error, ValueError):  # cut short: no NUL, no room for an entry
+        raise NeedsGit("the index is not as git writes it") from None
+    _check_extensions(body, at)
+    return paths
+
+
+def _entries(body: bytes, count: int) -> tuple[list[tuple[bytes, Entry]], int]:
+    """The index's entries, and where its extensions begin."""
     at = _HEADER.size
     paths: list[tuple[bytes, Entry]] = []
     for _ in range(count):
@@ -73,11 +83,12 @@ def read_index(data: bytes) -> list[tuple[bytes, Entry]]:
         path = body[start:end]
         if (flags & _NAME_MASK) != min(len(path), _NAME_MASK):
             raise NeedsGit("an index entry's name length does not match")
+        if paths and path <= paths[-1][0]:  # the grouping into trees relies on the order
+            raise NeedsGit("the index is not sorted")
         # Entries are padded with 1-8 NULs to a multiple of 8 bytes from their start.
         at += (end - at + 8) & ~7
         paths.append((path, (_tree_mode(mode), name)))
-    _check_extensions(body, at)
-    return paths
+    return paths, at
 
 
 def _tree_mode(mode: int) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import subprocess
 from pathlib import Path
@@ -134,6 +135,24 @@ def test_a_damaged_index_is_left_to_git(repo: Path, worktree: Path) -> None:
         _ours(repo, worktree)
     index.write_bytes(b"DIRC")
     with pytest.raises(NeedsGit):
+        _ours(repo, worktree)
+
+
+def test_an_index_git_would_not_write_is_left_to_git(repo: Path, worktree: Path) -> None:
+    (worktree / "b").write_text("b\n")
+    git(worktree, "add", "-A")
+    body = _index(worktree).read_bytes()[:-20]
+    # One entry more than there are (the checksum made to match), or two swapped.
+    counted = body[:8] + (int.from_bytes(body[8:12], "big") + 1).to_bytes(4, "big") + body[12:]
+    first = 12  # "README.md", then "b": each 62 bytes, the name, and 1-8 NULs
+    second = first + ((62 + len("README.md") + 8) & ~7)
+    end = second + ((62 + len("b") + 8) & ~7)
+    swapped = body[:first] + body[second:end] + body[first:second] + body[end:]
+    for bad in (counted, swapped):
+        _index(worktree).write_bytes(bad + hashlib.sha1(bad).digest())
+        with pytest.raises(NeedsGit):
+            _ours(repo, worktree)
+    with pytest.raises(NeedsGit, match="not sorted"):
         _ours(repo, worktree)
 
 

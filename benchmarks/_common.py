@@ -352,12 +352,19 @@ def count(n: int) -> str:
     return f"{n:,}"
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    """The common command line: `--quick` shrinks sizes for a smoke run."""
-    parser = argparse.ArgumentParser(description=description)
+def parse_args(
+    description: str, more: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The common command line: `--quick` shrinks sizes for a smoke run; `more` adds a
+    script's own options."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smaller sizes and fewer runs, for a smoke test"
     )
+    if more is not None:
+        more(parser)
     return parser.parse_args()
 
 

@@ -27,6 +27,7 @@ The soak (one agent through 2,000 tasks: open files, child processes) is bench_s
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import cProfile
 import itertools
@@ -49,6 +50,7 @@ from _common import (
     BenchError,
     bench_env,
     count,
+    cpu_speed,
     header,
     main_guard,
     median,
@@ -884,20 +886,43 @@ def throughput_threads(n_tasks: int, n_agents: int) -> None:
         )
 
 
+def parallel_run(quick: bool) -> None:
+    """The issue's shape (20 agents, 100 tasks of 2 s), or a smoke-sized one."""
+    if quick:
+        parallel(n_agents=10, n_tasks=20, sleep=1.0, settle=1.0, base=5)
+    else:
+        parallel(n_agents=20, n_tasks=100, sleep=2.0, settle=1.0, base=10)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="run only the parallel-efficiency section, N times in a row, each after the CPU "
+        "speed probe: its figure follows the machine from one minute to the next",
+    )
+
+
 def body() -> None:
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__ or "", _options)
     quick: bool = args.quick
     header("agent loop: overhead, parallel efficiency, idle, throughput", quick)
+    if args.parallel:
+        for run_number in range(1, args.parallel + 1):
+            print(f"-- parallel run {run_number} of {args.parallel}; {cpu_speed()}")
+            parallel_run(quick)
+        return
     if quick:
         per_task_overhead(30)
-        parallel(n_agents=10, n_tasks=20, sleep=1.0, settle=1.0, base=5)
+        parallel_run(quick)
         wake_up(reps=3, wait=1.0)
         idle_cpu(n_agents=5, window=3.0)
         throughput(n_tasks=120, n_agents=8)
         throughput_threads(n_tasks=60, n_agents=8)
     else:
         per_task_overhead(200)
-        parallel(n_agents=20, n_tasks=100, sleep=2.0, settle=1.0, base=10)
+        parallel_run(quick)
         wake_up(reps=5, wait=2.0)
         idle_cpu(n_agents=5, window=10.0)
         throughput(n_tasks=1_000, n_agents=8)

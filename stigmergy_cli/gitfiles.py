@@ -224,17 +224,6 @@ def commit_body(
     return text.encode()
 
 
-TREE_MODE = b"40000"  # a directory's mode in a tree
-
-
-def tree_body(entries: dict[bytes, tuple[bytes, bytes]]) -> bytes:
-    """A tree object's content (gitformat-tree) from its entries, name -> (mode, binary object
-    name): "<mode> <name>\\0<name>" each, in git's order, where a directory's name sorts as if
-    it ended in "/"."""
-    names = sorted(entries, key=lambda name: name + b"/" if entries[name][0] == TREE_MODE else name)
-    return b"".join(b"%s %s\0%s" % (entries[name][0], name, entries[name][1]) for name in names)
-
-
 def write_object(objects: Path, kind: bytes, body: bytes) -> str:
     """Store a loose object (gitformat-loose): zlib-deflated "<kind> <size>\\0<body>" at
     objects/<2 hex>/<38 hex>, written under a temporary name and then linked into place,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stigmergy_cli import gitfiles, gitindex, treemerge
+from stigmergy_cli import gitfiles, treemerge
 from stigmergy_cli.errors import GitError, NotARepository
 
 if TYPE_CHECKING:
@@ -376,18 +376,13 @@ def commit_all(
 
 
 def _commit_index(worktree: Path, root: Path, message: str, ident: Sequence[str]) -> str | None:
-    """What `git commit` makes of a linked worktree's index, without a git process: its
-    trees written as `git write-tree` would (gitindex), then the commit written as a loose
-    object and the branch moved as git moves it. None when the index has no change.
-    NeedsGit when git should commit: a merge to conclude, a parent already packed, an
-    identity set in the environment..."""
+    """What `git commit` makes of a linked worktree's index, for a third of its CPU: `git
+    write-tree`, then the commit written as a loose object and the branch moved as git moves
+    it. None when the index has no change. NeedsGit when git should commit: a merge to
+    conclude, a parent already packed, an identity set in the environment..."""
     branch = gitfiles.checked_out(root, worktree)
-    objects = branch.common / "objects"
-    parent_tree = gitfiles.tree_of(objects, branch.commit)
-    try:
-        tree = gitindex.write_tree(branch.git_dir, objects)
-    except gitfiles.NeedsGit:
-        tree = run(["write-tree"], worktree).stdout.strip()
+    parent_tree = gitfiles.tree_of(branch.common / "objects", branch.commit)
+    tree = run(["write-tree"], worktree).stdout.strip()
     if tree == parent_tree:
         return None
     made = _write_commit(root, tree, [branch.commit], message, ident, asked=worktree)

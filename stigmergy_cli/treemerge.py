@@ -22,7 +22,7 @@ from pathlib import Path
 from stigmergy_cli import gitfiles
 from stigmergy_cli.gitfiles import NeedsGit
 
-_TREE = gitfiles.TREE_MODE
+_TREE = b"40000"
 # The modes git writes in trees; anything else is left to git to normalise.
 _MODES = frozenset({b"100644", b"100755", b"120000", b"160000", _TREE})
 # How far back along the target's first parents the base may be: one step per merge since
@@ -108,7 +108,10 @@ def _merge(objects: Path, base: bytes | None, ours: bytes, theirs: bytes) -> byt
             merged[name] = entry
     if not merged:
         return None
-    return bytes.fromhex(gitfiles.write_object(objects, b"tree", gitfiles.tree_body(merged)))
+    # git orders a tree's entries by name, a directory's name as if it ended in "/".
+    names = sorted(merged, key=lambda name: name + b"/" if merged[name][0] == _TREE else name)
+    body = b"".join(b"%s %s\0%s" % (merged[name][0], name, merged[name][1]) for name in names)
+    return bytes.fromhex(gitfiles.write_object(objects, b"tree", body))
 
 
 def _pick(

@@ -894,10 +894,16 @@ def parallel_run(quick: bool) -> None:
         parallel(n_agents=20, n_tasks=100, sleep=2.0, settle=1.0, base=10)
 
 
+def _runs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of runs (1 or more), not {text!r}")
+    return int(text)
+
+
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parallel",
-        type=int,
+        type=_runs,
         metavar="N",
         help="run only the parallel-efficiency section, N times in a row, each after the CPU "
         "speed probe: its figure follows the machine from one minute to the next",

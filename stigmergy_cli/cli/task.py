@@ -11,14 +11,7 @@ import typer
 
 from stigmergy_cli import claims, console, events, pool, signals, tasks, yamlio
 from stigmergy_cli.cli import render
-from stigmergy_cli.cli._common import (
-    JsonFlag,
-    finite,
-    now,
-    open_env,
-    report_problems,
-    whoami,
-)
+from stigmergy_cli.cli._common import JsonFlag, now, open_env, report_problems, whoami
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import Conflict, InvalidInput, TaskNotFound
 from stigmergy_cli.paths import STATES
@@ -87,12 +80,7 @@ def add(
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option(
-            "--timeout",
-            metavar="SECONDS",
-            callback=finite,
-            help="Seconds before the executor is killed.",
-        ),
+        typer.Option("--timeout", metavar="SECONDS", help="Seconds before the executor is killed."),
     ] = None,
     max_attempts: Annotated[
         int | None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,19 +45,17 @@ DEFAULT_TIMEOUT = 120.0
 _NO_AUTO_MAINTENANCE = ("-c", "maintenance.auto=false")
 
 
-def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment (or `base`) without the git variables a parent git may
-    have leaked: for any child that may run git, the executor too."""
-    return {
-        k: v for k, v in (os.environ if base is None else base).items() if k not in _LEAKY_GIT_VARS
-    }
+def child_env() -> dict[str, str]:
+    """This process's environment without the git variables a parent git may have leaked:
+    for any child that may run git, the executor too."""
+    return {k: v for k, v in os.environ.items() if k not in _LEAKY_GIT_VARS}
 
 
-def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+def git_env() -> dict[str, str]:
     """The environment for our own git processes: no leaked repository variables, no
     prompts, and git's messages untranslated, since some are read ("nothing to commit", a
     lock file in the way); LANGUAGE=de otherwise makes them German, even in C.UTF-8."""
-    env = child_env(base)
+    env = child_env()
     env["GIT_TERMINAL_PROMPT"] = "0"  # never hang waiting for credentials
     env["LC_ALL"] = "C"
     return env

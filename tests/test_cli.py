@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,40 @@ def test_import_from_a_file_and_from_stdin(cli: Cli, in_repo: Path) -> None:
     )
     assert piped.code == 0, piped.err
     assert json.loads(piped.out)[0]["depends_on"] == ["two"]
+
+
+def test_an_import_with_or_without_typer(cli: Cli, in_repo: Path, tmp_path: Path) -> None:
+    """`task import` runs without typer (cli/fastpath.py) in the forms programs use; `--`
+    makes typer parse it, and both must answer alike."""
+    (in_repo / "one.yaml").write_text("- {id: one, title: One}\n")
+    (in_repo / "bad.yaml").write_text("- {id: a, title: [\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = str(in_repo)
+    first = cli("--root", root, "task", "import", "--json", f"{root}/one.yaml", cwd=elsewhere)
+    assert first.code == 0, first.err
+    assert [t["id"] for t in json.loads(first.out)] == ["one"]
+    for name in ("one.yaml", "bad.yaml", "absent.yaml"):
+        before = snapshot(in_repo)
+        quick = cli(f"--root={root}", "task", "import", f"{root}/{name}")
+        parsed = cli(f"--root={root}", "task", "import", "--", f"{root}/{name}")
+        assert quick.code == parsed.code != 0
+        assert (quick.out, quick.err) == (parsed.out, parsed.err)
+        assert snapshot(in_repo) == before
+
+
+def test_an_import_does_not_load_typer(in_repo: Path) -> None:
+    (in_repo / "one.yaml").write_text("- {id: one, title: One}\n")
+    probe = (
+        "import sys\n"
+        "from stigmergy_cli.cli import main\n"
+        "code = main(['task', 'import', 'one.yaml'])\n"
+        "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=in_repo, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "0 []", done.stderr
 
 
 def test_a_corrupt_task_file_is_reported_and_the_rest_listed(cli: Cli, in_repo: Path) -> None:

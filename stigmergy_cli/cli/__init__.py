@@ -1,7 +1,8 @@
 """The `stigmergy` command's entry point and error boundary.
 
-The typer app is imported only after the fast paths, so `stigmergy --version` does not pay
-for typer's import (about 50 ms of a 150 ms budget).
+The typer app is imported only after the fast paths: `stigmergy --version`, and the commands
+`cli/fastpath.py` runs without typer, do not pay for its import (about 100 ms on a slow
+two-core machine).
 """
 
 from __future__ import annotations
@@ -20,26 +21,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["--version"]:
         console.say(f"stigmergy {__version__}")
         return 0
-    import typer
+    from stigmergy_cli.cli import fastpath
 
-    from stigmergy_cli.cli import root
-
-    command = typer.main.get_command(root.build(root.group_of(args)))
+    quick = fastpath.command(args)
     try:
-        result = command.main(args=args, prog_name="stigmergy", standalone_mode=False)
+        if quick is not None:
+            quick()
+            return 0
+        return _run_typer(args)
     except StigmergyError as exc:
         console.error(str(exc))
         return exc.exit_code
-    except typer.Abort:
-        console.error("aborted")
-        return EXIT_REFUSED
-    except typer.TyperException as exc:  # typer's usage errors: unknown option, bad value
-        message = exc.format_message()
-        if message:  # empty when the help was shown for a bare group like `stigmergy task`
-            ctx = getattr(exc, "ctx", None)
-            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-            console.error(message + hint)
-        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `stigmergy task list | head`: the reader left; so do we, quietly
@@ -54,4 +46,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         traceback.print_exc(file=sys.stderr)
         return EXIT_UNEXPECTED
+
+
+def _run_typer(args: list[str]) -> int:
+    import typer
+
+    from stigmergy_cli.cli import root
+
+    command = typer.main.get_command(root.build(root.group_of(args)))
+    try:
+        result = command.main(args=args, prog_name="stigmergy", standalone_mode=False)
+    except typer.Abort:
+        console.error("aborted")
+        return EXIT_REFUSED
+    except typer.TyperException as exc:  # typer's usage errors: unknown option, bad value
+        message = exc.format_message()
+        if message:  # empty when the help was shown for a bare group like `stigmergy task`
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            console.error(message + hint)
+        return int(getattr(exc, "exit_code", 2))
     return result if isinstance(result, int) else 0

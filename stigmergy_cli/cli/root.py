@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from stigmergy_cli import __version__, console
-from stigmergy_cli.cli._common import GlobalOptions
+from stigmergy_cli.cli.invocation import GlobalOptions
 
 GROUPS = ("task", "agent", "lock", "signal")
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stigmergy_cli import claims, console, events, pool, signals, tasks, yamlio
-from stigmergy_cli.cli import render
-from stigmergy_cli.cli._common import JsonFlag, now, open_env, report_problems, whoami
+from stigmergy_cli import claims, console, events, pool, signals, tasks
+from stigmergy_cli.cli import render, task_import
+from stigmergy_cli.cli._common import JsonFlag, now, open_env, options, report_problems, whoami
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import Conflict, InvalidInput, TaskNotFound
 from stigmergy_cli.paths import STATES
@@ -32,7 +30,6 @@ def _remote(env: Environment) -> RemotePool:
 
 
 TaskId = Annotated[str, typer.Argument(help="The task's id.", show_default=False)]
-MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
 
 @app.command("add")
@@ -131,57 +128,7 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Add many tasks from one YAML list: all of them, or none if any is invalid."""
-    env = open_env(ctx, git_backend=True)
-    at = now()
-    docs = _read_import(source)
-    who = whoami()
-    batch = [_import_one(doc, f"{source}: task {i}", at, who) for i, doc in enumerate(docs, 1)]
-    with console.busy(f"Importing {len(batch)} tasks", when=len(batch) >= console.BUSY_AT):
-        if env.config.backend == "git":  # one atomic push: all or none
-            records = _remote(env).add_many(batch)
-        else:
-            records = env.store.import_tasks(batch, at)
-    if as_json:
-        console.emit_json([pool.entry_json(e) for e in pool.entries(env, records, at)])
-    else:
-        console.say(f"Imported {len(records)} task{'s' if len(records) != 1 else ''}.")
-
-
-def _import_one(doc: Any, where: str, at: float, who: str) -> Task:
-    if not isinstance(doc, dict):
-        raise InvalidInput(
-            f"{where}: expected a mapping of task fields, found {type(doc).__name__}"
-        )
-    try:
-        return tasks.new_task(doc, now=at, created_by=who)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{where}: {exc}") from None
-
-
-def _read_import(source: str) -> list[Any]:
-    if source == "-":
-        data = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
-    else:
-        try:
-            with Path(source).open("rb") as fh:
-                data = fh.read(MAX_IMPORT_BYTES + 1)
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
-    if len(data) > MAX_IMPORT_BYTES:
-        raise InvalidInput(f"{source} is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
-    try:
-        docs = yamlio.load(data)
-    except yamlio.YAMLSyntaxError as exc:
-        raise InvalidInput(f"{source}: {exc}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{source}: not valid UTF-8") from None
-    if isinstance(docs, dict) and isinstance(docs.get("tasks"), list):
-        docs = docs["tasks"]  # also accept `tasks: [...]`
-    if not isinstance(docs, list):
-        raise InvalidInput(f"{source}: expected a YAML list of tasks")
-    if not docs:
-        raise InvalidInput(f"{source}: the list of tasks is empty")
-    return docs
+    task_import.run(options(ctx).root, source, as_json=as_json)
 
 
 @app.command("list")

@@ -588,8 +588,9 @@ def timeline(batch: Batch, sleep: float) -> str:
         f"tasks per agent {per_agent[0]}-{per_agent[-1]}; per task (median): claim "
         f"{millis(median(claim))}, worktree + executor + commit beyond the sleep "
         f"{millis(median(work))}, merge + next claim {millis(median(after))}\n"
-        f"   the agent that finished last ({len(chain)} tasks): first claim "
-        f"{secs(wake)} after the import began, then {secs(own_claim)} claiming, "
+        f"   first claim {secs(batch.first_claim - batch.import_start)} after the import "
+        f"began; the agent that finished last ({len(chain)} tasks): first claim "
+        f"{secs(wake)} after it, then {secs(own_claim)} claiming, "
         f"{secs(own_work)} beyond its sleeps preparing/running/committing, {secs(own_after)} "
         f"merging and reclaiming"
     )

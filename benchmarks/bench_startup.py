@@ -1,8 +1,9 @@
 """Start-up cost: whole-process wall time of the commands people and agents run most.
 
 Measures `stigmergy --version` (no typer import: the entry point's fast path) and
-`stigmergy task list` / `task list --json` on a pool of 5 tasks, against a 150 ms bar, then
-shows where a `task list` spends its import time (`python -X importtime`).
+`stigmergy task list` / `task list --json` on a pool of 5 tasks, against a 150 ms bar; then
+`task import` of 100 tasks into an empty pool (no typer either), which every idle agent waits
+for; then shows where a `task list` spends its import time (`python -X importtime`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from _common import (
     PYTHON,
     caller_env,
     header,
+    import_yaml,
     main_guard,
     median,
     millis,
@@ -32,6 +34,7 @@ from _common import (
 
 BAR = 0.150  # seconds, whole process
 POOL = 5
+IMPORTED = 100
 TOP_IMPORTS = 8
 
 
@@ -148,7 +151,28 @@ def body() -> None:
                 f"{label:<{width}}: median {millis(med)}{bar}, p90 {millis(p90)}, "
                 f"min {millis(min(samples))}"
             )
+        import_startup(runs, warmup)
         show_imports(repo, 3 if quick else 5)
+
+
+def import_startup(runs: int, warmup: int) -> None:
+    """`task import` of IMPORTED tasks into an empty pool, the pool emptied after each run."""
+    with temp_repo("startup-import") as repo:
+        source = repo.parent / "import.yaml"
+        source.write_text(import_yaml(IMPORTED))
+        pending = repo / ".stigmergy" / "tasks" / "pending"
+        samples = []
+        for k in range(warmup + runs):
+            seconds = run([CLI, "task", "import", source], repo).seconds
+            for path in pending.glob("*.yaml"):
+                path.unlink()
+            if k >= warmup:
+                samples.append(seconds)
+    print(
+        f"stigmergy task import, {IMPORTED} tasks: median {millis(median(samples))}, p90 "
+        f"{millis(percentile(samples, 90))}, min {millis(min(samples))} (idle agents wait for "
+        "it; no bar of its own)"
+    )
 
 
 if __name__ == "__main__":

@@ -375,13 +375,51 @@ def header(title: str, quick: bool) -> None:
     print(f"== {title}{mode}")
     print(
         f"   {version} at {CLI}; Python {platform.python_version()}; "
-        f"{os.cpu_count()} CPUs; temp dir {bench_tmp()}"
+        f"{os.cpu_count()} CPUs; temp dir {bench_tmp()}{filesystem(bench_tmp())}"
         f"{'' if os.environ.get(BENCH_TMP_VAR) else f' (set {BENCH_TMP_VAR} to change)'}; "
         "bytecode cached under a temporary PYTHONPYCACHEPREFIX"
     )
     if hasattr(os, "getloadavg"):
         print(f"   load average at start: {os.getloadavg()[0]:.2f} (other work skews every figure)")
-    print(f"   {cpu_speed()}")
+    print(f"   {cpu_speed()}; {file_speed()}")
+
+
+def filesystem(path: str) -> str:
+    """ " on <type>" for the filesystem holding `path` (Linux), and for ext4 whether it has a
+    journal: without one, ext4 skips every inode freed in the last minutes when it allocates
+    a new one (fs/ext4/ialloc.c, recently_deleted), so creating a file costs more the more
+    files were deleted lately, by anyone. Empty where /proc does not say."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        st = Path(path).stat()
+    except OSError:
+        return ""
+    real = os.path.realpath(path)
+    best, kind = "", ""
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    if kind != "ext4":
+        return f" on {kind}" if kind else ""
+    device = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}").resolve().name
+    journal = any(Path("/proc/fs/jbd2").glob(f"{device}-*"))
+    return " on ext4" if journal else " on ext4 without a journal (file creation slows with churn)"
+
+
+def file_speed() -> str:
+    """How long creating a file in the temp dir takes right now (see `filesystem`)."""
+    count = 200
+    with tempfile.TemporaryDirectory(prefix="stigmergy-bench-files-", dir=bench_tmp()) as tmp:
+        start = time.perf_counter()
+        for i in range(count):
+            os.close(os.open(f"{tmp}/{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        each = (time.perf_counter() - start) / count
+    return f"file creation probe ({count} empty files in the temp dir): {each * 1e6:.0f} µs each"
 
 
 def cpu_speed() -> str:

@@ -51,6 +51,7 @@ from _common import (
     bench_env,
     count,
     cpu_speed,
+    file_speed,
     header,
     main_guard,
     median,
@@ -917,7 +918,7 @@ def body() -> None:
     header("agent loop: overhead, parallel efficiency, idle, throughput", quick)
     if args.parallel:
         for run_number in range(1, args.parallel + 1):
-            print(f"-- parallel run {run_number} of {args.parallel}; {cpu_speed()}")
+            print(f"-- parallel run {run_number} of {args.parallel}; {cpu_speed()}; {file_speed()}")
             parallel_run(quick)
         return
     if quick:

@@ -55,9 +55,9 @@ def dump(obj: Any) -> str:
 
 
 # A flat mapping of plain words, numbers and lists of them (a task file) is written here, byte
-# for byte as PyYAML writes it (tests/test_yamlio.py compares the two), in a tenth of the time:
-# PyYAML's representer and serializer are Python, 0.4 ms for a task, and every claim, every
-# result and each task of an import writes one. Anything else goes to PyYAML.
+# for byte as PyYAML writes it (tests/test_yamlio.py compares the two), in an eighth of the
+# time: PyYAML's representer and serializer are Python (0.2-0.4 ms for a task), and every
+# claim, every result and each task of an import writes one. Anything else goes to PyYAML.
 _WIDTH = 100
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*(?: [A-Za-z0-9_./-]+)*")  # always plain in YAML
 _QUOTABLE = re.compile(r"[A-Za-z0-9_.:+-]+")  # as '...' when it would read as another type

@@ -50,54 +50,60 @@ def _describe(exc: Exception) -> str:
 
 def dump(obj: Any) -> str:
     """Serialize to block-style YAML, keys in the given order, unicode kept readable."""
-    fast = _dump_flat(obj)
+    fast = _dump_simple(obj)
     return fast if fast is not None else _dump_pyyaml(obj)
 
 
-# A flat mapping of plain words, numbers and lists of them (a task file) is written here, byte
-# for byte as PyYAML writes it (tests/test_yamlio.py compares the two), in an eighth of the
-# time: PyYAML's representer and serializer are Python (0.2-0.4 ms for a task), and every
-# claim, every result and each task of an import writes one. Anything else goes to PyYAML.
+# A mapping of plain words, numbers, lists of them and mappings of those (a task file) is
+# written here, byte for byte as PyYAML writes it (tests/test_yamlio.py compares the two), in
+# an eighth of the time: PyYAML's representer and serializer are Python (0.2-0.4 ms for a task),
+# and every claim, every result and each task of an import writes one. Anything else goes to
+# PyYAML.
 _WIDTH = 100
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*(?: [A-Za-z0-9_./-]+)*")  # always plain in YAML
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*(?: [A-Za-z0-9_./-]+)*")  # never an indicator
 _QUOTABLE = re.compile(r"[A-Za-z0-9_.:+-]+")  # as '...' when it would read as another type
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
-def _dump_flat(obj: Any) -> str | None:
-    if type(obj) is not dict:
+class _NeedsPyYAML(Exception):
+    """Something the small writer is not sure to write exactly as PyYAML does."""
+
+
+def _dump_simple(obj: Any) -> str | None:
+    if type(obj) is not dict or not obj:
         return None
-    lines = []
-    containers: set[int] = set()  # PyYAML writes an object met twice as an anchor and alias
+    lines: list[str] = []
+    try:
+        _mapping(obj, "", lines, set())
+    except _NeedsPyYAML:
+        return None
+    return "\n".join(lines) + "\n"
+
+
+def _mapping(obj: dict[Any, Any], indent: str, lines: list[str], seen: set[int]) -> None:
     for key, value in obj.items():
-        if type(key) is not str or _plain(key) != key:
-            return None
-        if type(value) in (list, dict):
-            if id(value) in containers:
-                return None
-            containers.add(id(value))
-        if type(value) is list:
-            if not value:
-                lines.append(f"{key}: []")
-                continue
-            lines.append(f"{key}:")
-            for item in value:
-                text = _scalar(item, 2)
-                if text is None:
-                    return None
-                lines.append(f"- {text}")
-        elif type(value) is dict and not value:
-            lines.append(f"{key}: {{}}")
+        if type(key) is not str or len(key) > _WIDTH or _plain(key) != key:
+            raise _NeedsPyYAML  # PyYAML writes keys of 128 characters or more as "? key"
+        head = f"{indent}{key}:"
+        kind = type(value)
+        if kind is not list and kind is not dict:
+            lines.append(f"{head} {_scalar(value, len(head) + 1)}")
+            continue
+        if id(value) in seen:  # PyYAML writes an object met twice as an anchor and an alias
+            raise _NeedsPyYAML
+        seen.add(id(value))
+        if not value:
+            lines.append(f"{head} {'[]' if kind is list else '{}'}")
+        elif kind is list:
+            lines.append(head)
+            lines.extend(f"{indent}- {_scalar(item, len(indent) + 2)}" for item in value)
         else:
-            text = _scalar(value, len(key) + 2)
-            if text is None:
-                return None
-            lines.append(f"{key}: {text}")
-    return "\n".join(lines) + "\n" if lines else None
+            lines.append(head)
+            _mapping(value, indent + "  ", lines, seen)
 
 
-def _scalar(value: Any, column: int) -> str | None:
-    """`value` as PyYAML writes it from `column` on, or None if that needs PyYAML."""
+def _scalar(value: Any, column: int) -> str:
+    """`value` as PyYAML writes it from `column` on."""
     if value is None:
         return "null"
     kind = type(value)
@@ -107,21 +113,21 @@ def _scalar(value: Any, column: int) -> str | None:
         return str(value)
     if kind is float:
         text = repr(value)
-        return text if "." in text and "e" not in text and "n" not in text else None
-    if kind is not str or column + len(value) > _WIDTH:  # PyYAML folds long lines
-        return None
-    word = _plain(value)
-    if word is not None:
-        return word
-    if _QUOTABLE.fullmatch(value) and _resolves_to(value) != _STR_TAG:
-        return f"'{value}'"
-    return None
+        if "." in text:  # not "1e+17", "inf" or "nan", which PyYAML writes its own way
+            return text
+    elif kind is str and column + len(value) <= _WIDTH:  # PyYAML folds longer lines
+        word = _plain(value)
+        if word is not None:
+            return word
+        if _QUOTABLE.fullmatch(value) and _resolves_to(value) != _STR_TAG:
+            return f"'{value}'"
+    raise _NeedsPyYAML
 
 
 @functools.lru_cache(maxsize=4096)  # keys, states, names: the same words again and again
 def _plain(text: str) -> str | None:
-    """A plain-safe string as written (bare, or quoted if YAML would read it as a bool or
-    null), or None if it is not plain-safe."""
+    """A plain-safe string as written (bare, or quoted if YAML would read it as another type:
+    a bool, null, a number, a date), or None if it is not plain-safe."""
     if not _PLAIN.fullmatch(text):
         return None
     return text if _resolves_to(text) == _STR_TAG else f"'{text}'"

@@ -16,7 +16,8 @@ TRICKY = [
     "2026-12-01T17:35:53.057Z", "a:b", "a: b", "a #b", "#a", "-a", "- a", "a ", " a", "a  b",
     "_x", "x/y.z", "it's", '"q"', "tab\there", "two\nlines", "é", "<<", "=", "a,b", "[a]",
     "x" * 98, "x" * 120, "word " * 25, "word " * 18 + "end", "word " * 19 + "end",
-    "word " * 20 + "end", "word " * 22 + "end",
+    "word " * 20 + "end", "word " * 22 + "end", "4d1c22cdf0d0d9ba8a95611ecbd0ec11407adf2b",
+    "12e45", "1e+5", "0o17", "2026-12-01 10", "1.5 apples", "k" * 130,
 ]  # fmt: skip
 
 scalars = st.one_of(
@@ -34,7 +35,9 @@ values = st.one_of(
     st.just({}),
     st.dictionaries(st.text(max_size=5), scalars, max_size=2),
 )
-keys = st.one_of(st.sampled_from(["id", "title", "depends_on", "yes", "a b", "1"]), st.text())
+keys = st.one_of(
+    st.sampled_from(["id", "title", "depends_on", "yes", "a b", "1", "k" * 130]), st.text()
+)
 # Mostly what the fast writer takes, so that most examples test it rather than PyYAML.
 words = st.one_of(
     st.from_regex(r"[A-Za-z_][A-Za-z0-9_./-]{0,20}( [A-Za-z0-9_./-]{1,9}){0,4}", fullmatch=True),
@@ -48,7 +51,13 @@ near_plain = st.one_of(
     words,
     st.sampled_from(TRICKY),
 )
-near_values = st.one_of(near_plain, st.lists(near_plain, max_size=3))
+near_values = st.recursive(
+    st.one_of(near_plain, st.lists(near_plain, max_size=3)),
+    lambda inner: st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_]{0,15}", fullmatch=True), inner, max_size=3
+    ),
+    max_leaves=6,
+)
 near_keys = st.from_regex(r"[a-z_][a-z0-9_]{0,15}", fullmatch=True)
 
 
@@ -64,15 +73,25 @@ def test_flat_mappings_are_written_as_pyyaml_writes_them(doc: dict[str, Any]) ->
     assert yamlio.dump(doc) == yamlio._dump_pyyaml(doc)
 
 
-def test_a_task_file_is_written_by_the_fast_writer() -> None:
-    """Otherwise the comparison above proves nothing about the files agents write."""
-    doc = tasks.new_task(
+def test_task_files_are_written_by_the_fast_writer() -> None:
+    """Otherwise the comparisons above prove nothing about the files agents write."""
+    task = tasks.new_task(
         {"id": "t1", "title": "Add a parser", "labels": ["core", "v2"], "priority": 70},
         now=1_764_000_000.0,
         created_by="alpha",
-    ).to_dict()
-    assert yamlio._dump_flat(doc) is not None
-    assert yamlio.load(yamlio.dump(doc)) == doc
+    )
+    done = task.to_dict() | {
+        "result": {
+            "outcome": "merged",
+            "agent": "alpha",
+            "commit": "4d1c22cdf0d0d9ba8a95611ecbd0ec11407adf2b",
+            "merged": True,
+            "finished_at": 1_764_000_123.5,
+        }
+    }
+    for doc in (task.to_dict(), done):
+        assert yamlio._dump_simple(doc) is not None
+        assert yamlio.load(yamlio.dump(doc)) == doc
 
 
 def test_long_lines_fold_as_pyyaml_folds_them() -> None:
@@ -81,3 +100,11 @@ def test_long_lines_fold_as_pyyaml_folds_them() -> None:
             text = ("word " * 30)[:length].strip()
             for doc in ({key: text}, {key: [text]}):
                 assert yamlio.dump(doc) == yamlio._dump_pyyaml(doc), (key, length)
+
+
+def test_shared_objects_and_odd_floats_are_written_as_pyyaml_writes_them() -> None:
+    shared: list[Any] = [[], {}, ["x"], {"k": 1}]
+    floats = [1e17, 1e-05, 1.5e300, 0.1, -0.0, 5e-324, 2.0**60, float("inf"), float("nan")]
+    docs = [{"a": item, "b": item} for item in shared] + [{"f": f, "g": [f]} for f in floats]
+    for doc in docs:
+        assert yamlio.dump(doc) == yamlio._dump_pyyaml(doc), doc

@@ -1,7 +1,7 @@
 """Commands run without typer, in the exact argument forms they are given by programs.
 
 Importing typer and building its commands is over a third of a `task import` of 100 tasks
-(about 130 ms of 400 on a two-core machine), and an import is on the critical path of every
+(about 120 ms of 400 on a two-core machine), and an import is on the critical path of every
 idle agent waiting for its tasks. Anything else, including `--help`, a typo, or an option
 not parsed here, goes to typer, which owns the usage and its errors.
 """

@@ -1,8 +1,7 @@
 """The `stigmergy` command's entry point and error boundary.
 
-The typer app is imported only after the fast paths: `stigmergy --version`, and the commands
-`cli/fastpath.py` runs without typer, do not pay for its import (about 100 ms on a slow
-two-core machine).
+The typer app is imported only for what `cli/fastpath.py` does not run itself
+(`stigmergy --version`, and `task import` as programs give it).
 """
 
 from __future__ import annotations
@@ -11,16 +10,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from stigmergy_cli import __version__, console
+from stigmergy_cli import console
 from stigmergy_cli.errors import EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_UNEXPECTED, StigmergyError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; every failure becomes one line on stderr and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args == ["--version"]:
-        console.say(f"stigmergy {__version__}")
-        return 0
     from stigmergy_cli.cli import fastpath
 
     quick = fastpath.command(args)

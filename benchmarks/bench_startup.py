@@ -32,6 +32,8 @@ from _common import (
     temp_repo,
 )
 
+from stigmergy_cli.paths import Layout
+
 BAR = 0.150  # seconds, whole process
 POOL = 5
 IMPORTED = 100
@@ -160,7 +162,7 @@ def import_startup(runs: int, warmup: int) -> None:
     with temp_repo("startup-import") as repo:
         source = repo.parent / "import.yaml"
         source.write_text(import_yaml(IMPORTED))
-        pending = repo / ".stigmergy" / "tasks" / "pending"
+        pending = Layout(repo).state_dir("pending")
         samples = []
         for k in range(warmup + runs):
             seconds = run([CLI, "task", "import", source], repo).seconds

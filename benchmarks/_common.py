@@ -77,6 +77,30 @@ def bench_tmp() -> str:
     return tempfile.gettempdir()
 
 
+# Scratch directories are removed when the script exits, not as each measurement ends. On an
+# ext4 without a journal, every inode freed in the last minutes makes each new file slower
+# to create (see `filesystem`): removing one measurement's repository (thousands of files)
+# just before the next one starts made that one pay for it. The next run of a script still
+# does, which is why the header prints a file-creation probe.
+_SCRATCH: list[str] = []
+
+
+def _remove_scratch() -> None:
+    for path in reversed(_SCRATCH):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+atexit.register(_remove_scratch)
+
+
+@contextlib.contextmanager
+def scratch_dir(label: str) -> Iterator[Path]:
+    """A new directory under the benchmark temp dir, removed when the script exits."""
+    path = tempfile.mkdtemp(prefix=f"stigmergy-bench-{label}-", dir=bench_tmp())
+    _SCRATCH.append(path)
+    yield Path(path)
+
+
 # Bytecode goes to a temporary tree (PYTHONPYCACHEPREFIX), so measured runs import from .pyc
 # files as an installed tool does, even when the caller's shell sets PYTHONDONTWRITEBYTECODE,
 # and no __pycache__ is written into the project.
@@ -217,13 +241,13 @@ def git(repo: Path, *args: str) -> None:
 
 @contextlib.contextmanager
 def temp_repo(label: str, *, files: int = 0) -> Iterator[Path]:
-    """A fresh git repository with one commit and `stigmergy init` done; removed after.
+    """A fresh git repository with one commit and `stigmergy init` done; removed at exit.
 
     The commit is empty, or holds `files` small source files in a few directories (what an
     agent's worktree reset, status and commit have to look at in a small project).
     """
-    with tempfile.TemporaryDirectory(prefix=f"stigmergy-bench-{label}-", dir=bench_tmp()) as tmp:
-        repo = Path(tmp) / "repo"
+    with scratch_dir(label) as tmp:
+        repo = tmp / "repo"
         repo.mkdir()
         git(repo, "init", "-q")
         for i in range(files):
@@ -414,7 +438,7 @@ def filesystem(path: str) -> str:
 def file_speed() -> str:
     """How long creating a file in the temp dir takes right now (see `filesystem`)."""
     count = 200
-    with tempfile.TemporaryDirectory(prefix="stigmergy-bench-files-", dir=bench_tmp()) as tmp:
+    with scratch_dir("files") as tmp:
         start = time.perf_counter()
         for i in range(count):
             os.close(os.open(f"{tmp}/{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))

@@ -22,7 +22,6 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -32,7 +31,6 @@ from pathlib import Path
 
 from _common import (
     BenchError,
-    bench_tmp,
     git,
     header,
     main_guard,
@@ -40,6 +38,7 @@ from _common import (
     millis,
     parse_args,
     percentile,
+    scratch_dir,
     secs,
     stigmergy,
     task_id,
@@ -182,8 +181,8 @@ def body() -> None:
     quick: bool = args.quick
     header("git backend: claims through git daemon on 127.0.0.1", quick)
     sizes = [(1, 20), (8, 64), (32, 128)] if quick else [(1, 50), (8, 200), (32, 320)]
-    with tempfile.TemporaryDirectory(prefix="stigmergy-bench-remote-", dir=bench_tmp()) as tmp:
-        base = Path(tmp)
+    with scratch_dir("remote") as tmp:
+        base = tmp
         bare = base / "origin.git"
         git(base, "init", "-q", "--bare", "-b", "main", str(bare))
         seed = base / "seed"

@@ -33,7 +33,6 @@ import math
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -43,7 +42,6 @@ from typing import ParamSpec, TypeVar
 
 from _common import (
     bench_env,
-    bench_tmp,
     count,
     header,
     main_guard,
@@ -51,6 +49,7 @@ from _common import (
     of_floor,
     parse_args,
     run,
+    scratch_dir,
     secs,
     temp_repo,
 )
@@ -344,8 +343,8 @@ def report(outcome: Outcome, delay: float, *, bar: bool) -> None:
 
 
 def theirs_section(delay: float) -> list[Outcome]:
-    with tempfile.TemporaryDirectory(prefix="stigmergy-bench-theirs-", dir=bench_tmp()) as tmp:
-        where = Path(tmp)
+    with scratch_dir("theirs") as tmp:
+        where = tmp
         python, how = install_theirs(where)
         print(f"   {how}")
         if python is None:

@@ -81,7 +81,7 @@ def _ensure_runtime(layout: Layout) -> list[Path]:
             directory.mkdir(parents=True, exist_ok=True)
             created.append(directory)
     # Lock files are made once, up front, and never deleted (see oslock).
-    for lock_file in (layout.integration_lock, layout.publish_lock):
+    for lock_file in (layout.integration_lock, layout.publish_lock, layout.publish_gate):
         if not lock_file.exists():
             lock_file.touch()
     return created

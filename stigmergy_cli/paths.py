@@ -68,6 +68,12 @@ class Layout:
         return self.locks / ".publish.lock"
 
     @property
+    def publish_gate(self) -> Path:
+        """flock an import holds while it links a part of its batch into pending/; idle
+        agents woken meanwhile wait for it (see store.import_tasks)."""
+        return self.locks / ".publish-gate.lock"
+
+    @property
     def worktree_lock(self) -> Path:
         """flock serializing `git worktree add`, which races on .git/config.lock."""
         return self.locks / ".worktrees.lock"

@@ -279,12 +279,12 @@ class TaskStore:
             yield
 
     def await_publishing(self) -> None:
-        """Return once no `add` or `import` is publishing (at once when none is).
+        """Return once no import is linking a part of its batch (at once when none is).
 
-        An import links its tasks into pending/ one by one and fills the list cache last;
-        whoever looks before it is done parses a half-published batch file by file.
+        An import links its tasks into pending/ one by one and fills the list cache after
+        each part; whoever looks before that parses a half-published part file by file.
         """
-        with FileLock(self.layout.publish_lock, shared=True):
+        with FileLock(self.layout.publish_gate, shared=True):
             pass
 
     def add(self, task: Task, now: float, *, id_generated: bool = False) -> TaskRecord:
@@ -306,8 +306,10 @@ class TaskStore:
         with self._publishing():
             ordered = self._check_new(batch)
             self._publish(ordered)
-        for task in ordered:
-            self._log_added(task, now)
+        # One write for the whole batch: agents are starting on it meanwhile.
+        events.append_all(
+            self.layout.events, [(events.TASK_ADDED, now, _added_fields(t)) for t in ordered]
+        )
         return [TaskRecord(t, "pending", self.layout) for t in ordered]
 
     def _check_new(self, batch: Sequence[Task]) -> list[Task]:
@@ -345,44 +347,73 @@ class TaskStore:
         return ordered
 
     def _publish(self, ordered: Sequence[Task]) -> None:
-        """Write the batch to a staging directory, mark it complete, then link each file.
+        """Commit the batch to one durable manifest, then link its files into pending/.
 
-        A crash before the manifest is written leaves nothing visible (the batch is dropped
-        later); a crash after it is rolled forward by the next add, import or sweep.
+        The manifest holds every id and its file's content: a crash before it is written
+        leaves nothing visible (the batch is dropped later), a crash after it is rolled
+        forward by the next add, import or sweep. A file is on disk before it is linked,
+        so no crash leaves a torn task visible. The first _FEW are written and fsynced one
+        by one and linked as a part of their own, so that idle agents start on them while
+        the rest are written, flushed with one sync() and linked.
         """
         batch_dir = self.layout.staging / f"batch-{os.urandom(6).hex()}"
         batch_dir.mkdir(parents=True)
-        inodes: dict[str, int] = {}
+        files = {task.id: task.to_yaml().encode() for task in ordered}
         try:
-            # The directory is private until the manifest exists, so plain writes will do;
-            # they must be on disk before the manifest says the batch is complete.
-            for task in ordered:
-                with open(batch_dir / f"{task.id}.yaml", "xb") as fh:
-                    fh.write(task.to_yaml().encode())
-                    inodes[task.id] = os.fstat(fh.fileno()).st_ino
-                    if len(ordered) <= _FEW:
-                        os.fsync(fh.fileno())
-            if len(ordered) > _FEW:
-                os.sync()  # one flush instead of thousands of fsyncs
-            atomic.write_json(batch_dir / _MANIFEST, {"ids": [t.id for t in ordered]})
+            manifest = {"ids": list(files), "files": {k: v.decode() for k, v in files.items()}}
+            atomic.write_json(batch_dir / _MANIFEST, manifest)
         except BaseException:
             shutil.rmtree(batch_dir, ignore_errors=True)
             raise
-        self._link_batch(batch_dir)
-        self._remember_published(ordered, inodes)
+        try:
+            for part in (ordered[:_FEW], ordered[_FEW:]):
+                if part:
+                    self._link_part(batch_dir, part, files, cache=len(ordered) > _FEW)
+        except OSError as exc:
+            # Agents may be at work on the first part already: the batch cannot be taken
+            # back, only finished, as after a crash.
+            raise StigmergyError(
+                f"the import is committed, but publishing it failed ({_why(exc)}); the next "
+                "`stigmergy sweep`, add or import publishes the rest"
+            ) from exc
+        shutil.rmtree(batch_dir, ignore_errors=True)
 
-    def _remember_published(self, ordered: Sequence[Task], inodes: dict[str, int]) -> None:
+    def _link_part(
+        self, batch_dir: Path, part: Sequence[Task], files: dict[str, bytes], *, cache: bool
+    ) -> None:
+        """Write `part` of a committed batch, flush it, link it into pending/ and cache it,
+        holding the gate that woken agents wait for (await_publishing)."""
+        pending = os.fspath(self.layout.state_dir("pending"))
+        few = len(part) <= _FEW
+        inodes: dict[str, int] = {}
+        with FileLock(self.layout.publish_gate):
+            for task in part:
+                with open(batch_dir / f"{task.id}.yaml", "xb") as fh:
+                    fh.write(files[task.id])
+                    inodes[task.id] = os.fstat(fh.fileno()).st_ino
+                    if few:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+            if not few:
+                os.sync()  # one flush instead of thousands of fsyncs
+            for task in part:
+                staged = batch_dir / f"{task.id}.yaml"
+                os.link(staged, f"{pending}/{task.id}.yaml")
+                staged.unlink()  # now, not later: it changes the file's ctime, which is cached
+            atomic.fsync_dir(Path(pending))
+            if cache:
+                self._remember_published(part, inodes)
+
+    def _remember_published(self, part: Sequence[Task], inodes: dict[str, int]) -> None:
         """Put the files just published into the pending list cache.
 
         We know their content exactly, so the first listing after a large import need not
         parse thousands of files. An entry is recorded only if the file is still the very
         inode we wrote (an agent may already have claimed and rewritten it).
         """
-        if len(ordered) <= _FEW:
-            return
         entries = {}
         pending = os.fspath(self.layout.state_dir("pending"))
-        for task in ordered:
+        for task in part:
             try:
                 st = os.lstat(f"{pending}/{task.id}.yaml")
             except FileNotFoundError:
@@ -393,14 +424,20 @@ class TaskStore:
         cache.update(entries)
         self._write_cache("pending", cache)
 
-    def _link_batch(self, batch_dir: Path) -> None:
-        ids = json.loads((batch_dir / _MANIFEST).read_bytes())["ids"]
-        pending = os.fspath(self.layout.state_dir("pending"))
-        published = self.states_of(set(ids))  # before a crash, and maybe moved on since
+    def _roll_forward(self, batch_dir: Path) -> None:
+        """Publish what a crashed import committed (its manifest) and had not yet linked."""
+        manifest = json.loads((batch_dir / _MANIFEST).read_bytes())
+        ids, files = manifest["ids"], manifest.get("files")
+        pending = self.layout.state_dir("pending")
+        published = self.states_of(set(ids))  # before the crash, and maybe moved on since
         for task_id in ids:
-            if task_id not in published:
-                os.link(f"{batch_dir}/{task_id}.yaml", f"{pending}/{task_id}.yaml")
-        atomic.fsync_dir(Path(pending))
+            if task_id in published:
+                continue
+            if files is None:  # ids alone, by an earlier version: its files were flushed
+                os.link(batch_dir / f"{task_id}.yaml", pending / f"{task_id}.yaml")
+            else:
+                atomic.create_bytes(pending / f"{task_id}.yaml", files[task_id].encode())
+        atomic.fsync_dir(pending)
         shutil.rmtree(batch_dir, ignore_errors=True)
 
     def recover_imports(self) -> None:
@@ -416,20 +453,12 @@ class TaskStore:
             return
         for batch_dir in batches:
             try:
-                self._link_batch(batch_dir)
-            except (OSError, ValueError, KeyError, TypeError):
+                self._roll_forward(batch_dir)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 shutil.rmtree(batch_dir, ignore_errors=True)
 
     def _log_added(self, task: Task, now: float) -> None:
-        events.append(
-            self.layout.events,
-            events.TASK_ADDED,
-            now,
-            task=task.id,
-            title=task.title,
-            priority=task.priority,
-            by=task.created_by,
-        )
+        events.append(self.layout.events, events.TASK_ADDED, now, **_added_fields(task))
 
     # -- changing --------------------------------------------------------------------------
 
@@ -471,6 +500,10 @@ class TaskStore:
             atomic.move(record.path, path)
         atomic.write_bytes(path, task.to_yaml().encode())
         return TaskRecord(task, to_state or record.state, self.layout)
+
+
+def _added_fields(task: Task) -> dict[str, Any]:
+    return {"task": task.id, "title": task.title, "priority": task.priority, "by": task.created_by}
 
 
 def _signature(st: os.stat_result) -> Signature:

@@ -68,10 +68,12 @@ def test_a_task_finishing_wakes_an_idle_agent_only_if_a_pending_task_waits_for_o
         idle.shutdown()
 
 
-def test_an_idle_agent_woken_by_an_import_looks_once_it_is_published(env_root: Path) -> None:
+def test_an_idle_agent_woken_by_an_import_looks_once_that_part_is_published(
+    env_root: Path,
+) -> None:
     env = _env(env_root)
     backend = LocalBackend(env)
-    publishing = FileLock(env.layout.publish_lock)
+    publishing = FileLock(env.layout.publish_gate)
     publishing.acquire()
     returned: list[bool] = []
     try:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +102,7 @@ def _stage(store: TaskStore, name: str, batch: list[Task], *, with_manifest: boo
 
 
 def test_an_import_that_crashed_after_its_manifest_is_rolled_forward(store: TaskStore) -> None:
+    # A manifest of ids alone, as earlier versions wrote it after flushing the staged files.
     store.add(_new("seen-before-crash"), NOW)
     # The crash happened after linking the first task, which an agent has since claimed.
     os.rename(
@@ -113,6 +117,65 @@ def test_an_import_that_crashed_after_its_manifest_is_rolled_forward(store: Task
         store.layout.task_file("active", "seen-before-crash"),
     )
     assert not (store.layout.staging / "batch-1").exists()
+
+
+# Runs `stigmergy <args>` and SIGKILLs itself at the chosen call: the n-th os.link (each
+# publishes one task) or the n-th os.replace (the first one commits the manifest).
+_DIE_AT = """
+import os, signal, sys
+from stigmergy_cli.cli import main
+call, at = sys.argv[1], int(sys.argv[2])
+real = getattr(os, call)
+seen = 0
+def dying(*args, **kwargs):
+    global seen
+    if seen == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    seen += 1
+    return real(*args, **kwargs)
+setattr(os, call, dying)
+sys.argv = ["stigmergy", *sys.argv[3:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("call", "at"),
+    [("replace", 0), ("link", 0), ("link", 1), ("link", 31), ("link", 32), ("link", 99)],
+)
+def test_an_import_killed_at_any_step_is_all_or_nothing(
+    store: TaskStore, tmp_path: Path, call: str, at: int
+) -> None:
+    batch = {"tasks": [{"id": f"k{i:03d}", "title": f"Killed {i}"} for i in range(100)]}
+    source = tmp_path / "batch.json"
+    source.write_text(json.dumps(batch))
+    args = [sys.executable, "-c", _DIE_AT, call, str(at), "task", "import", str(source)]
+    proc = subprocess.run(args, cwd=store.layout.root, capture_output=True, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    visible = sorted(p.name for p in store.layout.state_dir("pending").iterdir())
+    assert len(visible) == (0 if call == "replace" else at)  # published one by one
+    store.recover_imports()
+    published = sorted(p.name for p in store.layout.state_dir("pending").iterdir())
+    if call == "replace":  # killed before the commit: nothing, ever
+        assert published == []
+    else:
+        assert published == [f"k{i:03d}.yaml" for i in range(100)]
+        for i in range(100):
+            assert store.get(f"k{i:03d}").task.title == f"Killed {i}"
+    assert list(store.layout.staging.iterdir()) == []
+
+
+def test_a_committed_import_is_finished_from_its_manifest(store: TaskStore) -> None:
+    """The manifest holds every file's content: staged copies lost in a crash do not matter."""
+    batch = [_new("m1"), _new("m2", "m1")]
+    batch_dir = store.layout.staging / "batch-3"
+    batch_dir.mkdir(parents=True)
+    manifest = {"ids": ["m1", "m2"], "files": {t.id: t.to_yaml() for t in batch}}
+    (batch_dir / "manifest.json").write_text(json.dumps(manifest))
+    (batch_dir / "m1.yaml").write_text("torn")  # left half-written by the crash
+    store.recover_imports()
+    assert [store.get(t.id).task for t in batch] == batch
+    assert not batch_dir.exists()
 
 
 def test_an_import_that_crashed_before_its_manifest_leaves_nothing(store: TaskStore) -> None:

@@ -424,10 +424,8 @@ class TaskStore:
         cache.update(entries)
         self._write_cache("pending", cache)
 
-    def _roll_forward(self, batch_dir: Path) -> None:
+    def _roll_forward(self, batch_dir: Path, ids: list[str], files: dict[str, str] | None) -> None:
         """Publish what a crashed import committed (its manifest) and had not yet linked."""
-        manifest = json.loads((batch_dir / _MANIFEST).read_bytes())
-        ids, files = manifest["ids"], manifest.get("files")
         pending = self.layout.state_dir("pending")
         published = self.states_of(set(ids))  # before the crash, and maybe moved on since
         for task_id in ids:
@@ -452,10 +450,14 @@ class TaskStore:
         except FileNotFoundError:
             return
         for batch_dir in batches:
-            try:
-                self._roll_forward(batch_dir)
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            manifest = _read_manifest(batch_dir)
+            if manifest is None:  # never committed, or not ours
                 shutil.rmtree(batch_dir, ignore_errors=True)
+                continue
+            # Kept for the next try if publishing fails (the disk full, say): agents may be
+            # at work on part of it, so it can only be finished.
+            with contextlib.suppress(OSError):
+                self._roll_forward(batch_dir, *manifest)
 
     def _log_added(self, task: Task, now: float) -> None:
         events.append(self.layout.events, events.TASK_ADDED, now, **_added_fields(task))
@@ -500,6 +502,25 @@ class TaskStore:
             atomic.move(record.path, path)
         atomic.write_bytes(path, task.to_yaml().encode())
         return TaskRecord(task, to_state or record.state, self.layout)
+
+
+def _read_manifest(batch_dir: Path) -> tuple[list[str], dict[str, str] | None] | None:
+    """The ids of a committed batch and their files' content (None for a manifest of ids
+    alone); None for a batch without a well-formed manifest."""
+    try:
+        doc = json.loads((batch_dir / _MANIFEST).read_bytes())
+        ids, files = doc["ids"], doc.get("files")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return None
+        for task_id in ids:
+            tasks.validate_id(task_id)  # a name inside pending/, never a path out of it
+        if files is not None and not (
+            isinstance(files, dict) and all(isinstance(files.get(i), str) for i in ids)
+        ):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, InvalidInput):
+        return None
+    return ids, files
 
 
 def _added_fields(task: Task) -> dict[str, Any]:

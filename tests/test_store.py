@@ -178,6 +178,26 @@ def test_a_committed_import_is_finished_from_its_manifest(store: TaskStore) -> N
     assert not batch_dir.exists()
 
 
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"ids": ["../outside"], "files": {"../outside": "id: x\n"}},
+        {"ids": ["fine"], "files": {"other": "id: other\n"}},
+        {"ids": "fine"},
+        [],
+    ],
+    ids=["path-out", "content-missing", "ids-not-a-list", "not-a-mapping"],
+)
+def test_a_malformed_manifest_is_dropped_not_followed(store: TaskStore, manifest: object) -> None:
+    batch_dir = store.layout.staging / "batch-4"
+    batch_dir.mkdir(parents=True)
+    (batch_dir / "manifest.json").write_text(json.dumps(manifest))
+    store.recover_imports()
+    assert not batch_dir.exists()
+    assert list(store.layout.tasks.rglob("*.yaml")) == []
+    assert not (store.layout.tasks / "outside.yaml").exists()
+
+
 def test_an_import_that_crashed_before_its_manifest_leaves_nothing(store: TaskStore) -> None:
     _stage(store, "batch-2", [_new("half")], with_manifest=False)
     store.add(_new("unrelated"), NOW)

@@ -358,10 +358,9 @@ class TaskStore:
         """
         batch_dir = self.layout.staging / f"batch-{os.urandom(6).hex()}"
         batch_dir.mkdir(parents=True)
-        files = {task.id: task.to_yaml().encode() for task in ordered}
+        files = {task.id: task.to_yaml() for task in ordered}
         try:
-            manifest = {"ids": list(files), "files": {k: v.decode() for k, v in files.items()}}
-            atomic.write_json(batch_dir / _MANIFEST, manifest)
+            atomic.write_json(batch_dir / _MANIFEST, {"ids": list(files), "files": files})
         except BaseException:
             shutil.rmtree(batch_dir, ignore_errors=True)
             raise
@@ -379,7 +378,7 @@ class TaskStore:
         shutil.rmtree(batch_dir, ignore_errors=True)
 
     def _link_part(
-        self, batch_dir: Path, part: Sequence[Task], files: dict[str, bytes], *, cache: bool
+        self, batch_dir: Path, part: Sequence[Task], files: dict[str, str], *, cache: bool
     ) -> None:
         """Write `part` of a committed batch, flush it, link it into pending/ and cache it,
         holding the gate that woken agents wait for (await_publishing)."""
@@ -389,7 +388,7 @@ class TaskStore:
         with FileLock(self.layout.publish_gate):
             for task in part:
                 with open(batch_dir / f"{task.id}.yaml", "xb") as fh:
-                    fh.write(files[task.id])
+                    fh.write(files[task.id].encode())
                     inodes[task.id] = os.fstat(fh.fileno()).st_ino
                     if few:
                         fh.flush()

@@ -354,7 +354,7 @@ class TaskStore:
         forward by the next add, import or sweep. A file is on disk before it is linked,
         so no crash leaves a torn task visible. The first _FEW are written and fsynced one
         by one and linked as a part of their own, so that idle agents start on them while
-        the rest are written, flushed with one sync() and linked.
+        the rest are written, flushed (with one sync() when they are many) and linked.
         """
         batch_dir = self.layout.staging / f"batch-{os.urandom(6).hex()}"
         batch_dir.mkdir(parents=True)

@@ -380,21 +380,23 @@ class TaskStore:
     def _link_part(
         self, batch_dir: Path, part: Sequence[Task], files: dict[str, str], *, cache: bool
     ) -> None:
-        """Write `part` of a committed batch, flush it, link it into pending/ and cache it,
-        holding the gate that woken agents wait for (await_publishing)."""
+        """Write `part` of a committed batch and flush it, then link it into pending/ and
+        cache it, holding the gate that woken agents wait for (await_publishing) for the
+        links alone: held while the files are written, it was taken again for the second
+        part before most agents let through by the first had gone past it."""
         pending = os.fspath(self.layout.state_dir("pending"))
         few = len(part) <= _FEW
         inodes: dict[str, int] = {}
+        for task in part:
+            with open(batch_dir / f"{task.id}.yaml", "xb") as fh:
+                fh.write(files[task.id].encode())
+                inodes[task.id] = os.fstat(fh.fileno()).st_ino
+                if few:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        if not few:
+            os.sync()  # one flush instead of thousands of fsyncs
         with FileLock(self.layout.publish_gate):
-            for task in part:
-                with open(batch_dir / f"{task.id}.yaml", "xb") as fh:
-                    fh.write(files[task.id].encode())
-                    inodes[task.id] = os.fstat(fh.fileno()).st_ino
-                    if few:
-                        fh.flush()
-                        os.fsync(fh.fileno())
-            if not few:
-                os.sync()  # one flush instead of thousands of fsyncs
             for task in part:
                 staged = batch_dir / f"{task.id}.yaml"
                 os.link(staged, f"{pending}/{task.id}.yaml")

@@ -440,9 +440,15 @@ class TaskStore:
         shutil.rmtree(batch_dir, ignore_errors=True)
 
     def recover_imports(self) -> None:
-        """Finish or drop imports interrupted by a crash (the sweep calls this)."""
-        with self._publishing():
-            pass
+        """Finish or drop imports interrupted by a crash (the sweep calls this), unless an
+        add or import is publishing: that one finished them as it began, and waiting for it
+        would hold the sweep, and the integration lock it holds, for the whole import."""
+        publishing = FileLock(self.layout.publish_lock)
+        if publishing.try_acquire():
+            try:
+                self._finish_staged_imports()
+            finally:
+                publishing.release()
 
     def _finish_staged_imports(self) -> None:
         """Roll forward imports that crashed after their manifest; drop the ones before it."""

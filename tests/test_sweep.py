@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +46,31 @@ def _fast_config(root: Path) -> Config:
 @pytest.fixture
 def store(env_root: Path) -> TaskStore:
     return TaskStore(Layout(env_root))
+
+
+def test_a_sweep_does_not_wait_for_an_import_in_progress(store: TaskStore) -> None:
+    """It holds the integration lock, which every merge waits for, while it sweeps."""
+    batch_dir = store.layout.staging / "batch-crashed"
+    batch_dir.mkdir(parents=True)
+    task = tasks.new_task({"id": "late", "title": "Late"}, now=NOW, created_by="test")
+    manifest = {"ids": ["late"], "files": {"late": task.to_yaml()}}
+    (batch_dir / "manifest.json").write_text(json.dumps(manifest))
+    cfg = config.load(store.layout.config)
+    publishing = FileLock(store.layout.publish_lock)  # an import, publishing meanwhile
+    publishing.acquire()
+    try:
+        sweeping = threading.Thread(target=sweep, args=(store, cfg, NOW))
+        sweeping.start()
+        sweeping.join(10)
+        assert not sweeping.is_alive()  # it did not wait for the import
+        assert store.locate("late") is None
+        assert batch_dir.exists()
+    finally:
+        publishing.release()
+    sweeping.join(10)
+    sweep(store, cfg, NOW)
+    assert store.get("late").task == task
+    assert not batch_dir.exists()
 
 
 # -- the staleness rule, with the clock passed in -----------------------------------------

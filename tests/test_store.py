@@ -120,7 +120,8 @@ def test_an_import_that_crashed_after_its_manifest_is_rolled_forward(store: Task
 
 
 # Runs `stigmergy <args>` and SIGKILLs itself at the chosen call: the n-th os.link (each
-# publishes one task) or the n-th os.replace (the first one commits the manifest).
+# publishes one task) or the n-th os.replace (the first comes no later than the one that
+# commits the manifest).
 _DIE_AT = """
 import os, signal, sys
 from stigmergy_cli.cli import main

@@ -381,10 +381,9 @@ class TaskStore:
         self, batch_dir: Path, part: Sequence[Task], files: dict[str, str], *, cache: bool
     ) -> None:
         """Write `part` of a committed batch and flush it, then link it into pending/ and
-        cache it, holding the gate that woken agents wait for (await_publishing) for the
-        links alone: held while the files are written, it was taken again for the second
-        part before most agents let through by the first had gone past it."""
-        pending = os.fspath(self.layout.state_dir("pending"))
+        cache it. The gate that woken agents wait for (await_publishing) is held for the
+        links alone, so that writing one part never holds back agents let in by the last."""
+        pending = self.layout.state_dir("pending")
         few = len(part) <= _FEW
         inodes: dict[str, int] = {}
         for task in part:
@@ -399,9 +398,9 @@ class TaskStore:
         with FileLock(self.layout.publish_gate):
             for task in part:
                 staged = batch_dir / f"{task.id}.yaml"
-                os.link(staged, f"{pending}/{task.id}.yaml")
+                os.link(staged, pending / f"{task.id}.yaml")
                 staged.unlink()  # now, not later: it changes the file's ctime, which is cached
-            atomic.fsync_dir(Path(pending))
+            atomic.fsync_dir(pending)
             if cache:
                 self._remember_published(part, inodes)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from stigmergy_cli.cli import main
 from stigmergy_cli.environment import initialize
+from stigmergy_cli.paths import Layout
 
 
 @pytest.fixture(autouse=True)
@@ -98,6 +100,14 @@ def snapshot(root: Path) -> dict[str, bytes]:
             continue
         files[rel] = path.read_bytes() if path.is_file() else b"<dir>"
     return files
+
+
+def left_by_crash(layout: Layout, manifest: object) -> Path:
+    """A batch directory holding `manifest`, as an import killed after its commit leaves it."""
+    batch_dir = layout.staging / "batch-crashed"
+    batch_dir.mkdir(parents=True)
+    (batch_dir / "manifest.json").write_text(json.dumps(manifest))
+    return batch_dir
 
 
 @pytest.fixture

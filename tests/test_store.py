@@ -17,6 +17,8 @@ from stigmergy_cli.paths import Layout
 from stigmergy_cli.store import TaskRecord, TaskStore
 from stigmergy_cli.tasks import Task
 
+from .conftest import left_by_crash
+
 NOW = 1_800_000_000.0
 
 
@@ -166,19 +168,11 @@ def test_an_import_killed_at_any_step_is_all_or_nothing(
     assert list(store.layout.staging.iterdir()) == []
 
 
-def _left_by_crash(store: TaskStore, manifest: object) -> Path:
-    """A batch directory holding `manifest`, as an import killed after its commit leaves it."""
-    batch_dir = store.layout.staging / "batch-crashed"
-    batch_dir.mkdir(parents=True)
-    (batch_dir / "manifest.json").write_text(json.dumps(manifest))
-    return batch_dir
-
-
 def test_a_committed_import_is_finished_from_its_manifest(store: TaskStore) -> None:
     """The manifest holds every file's content: staged copies lost in a crash do not matter."""
     batch = [_new("m1"), _new("m2", "m1")]
     manifest = {"ids": ["m1", "m2"], "files": {t.id: t.to_yaml() for t in batch}}
-    batch_dir = _left_by_crash(store, manifest)
+    batch_dir = left_by_crash(store.layout, manifest)
     (batch_dir / "m1.yaml").write_text("torn")  # left half-written by the crash
     store.recover_imports()
     assert [store.get(t.id).task for t in batch] == batch
@@ -196,7 +190,7 @@ def test_a_committed_import_is_finished_from_its_manifest(store: TaskStore) -> N
     ids=["path-out", "content-missing", "ids-not-a-list", "not-a-mapping"],
 )
 def test_a_malformed_manifest_is_dropped_not_followed(store: TaskStore, manifest: object) -> None:
-    batch_dir = _left_by_crash(store, manifest)
+    batch_dir = left_by_crash(store.layout, manifest)
     store.recover_imports()
     assert not batch_dir.exists()
     assert list(store.layout.tasks.rglob("*.yaml")) == []

@@ -23,7 +23,7 @@ from stigmergy_cli.procinfo import ProcessId
 from stigmergy_cli.store import TaskStore
 from stigmergy_cli.sweep import stale_reason, sweep, sweep_if_idle
 
-from .conftest import git, snapshot
+from .conftest import git, left_by_crash, snapshot
 
 HOLDER = Path(__file__).with_name("holder.py")
 STIGMERGY = Path(sys.executable).parent / "stigmergy"
@@ -50,11 +50,8 @@ def store(env_root: Path) -> TaskStore:
 
 def test_a_sweep_does_not_wait_for_an_import_in_progress(store: TaskStore) -> None:
     """It holds the integration lock, which every merge waits for, while it sweeps."""
-    batch_dir = store.layout.staging / "batch-crashed"
-    batch_dir.mkdir(parents=True)
     task = tasks.new_task({"id": "late", "title": "Late"}, now=NOW, created_by="test")
-    manifest = {"ids": ["late"], "files": {"late": task.to_yaml()}}
-    (batch_dir / "manifest.json").write_text(json.dumps(manifest))
+    batch_dir = left_by_crash(store.layout, {"ids": ["late"], "files": {"late": task.to_yaml()}})
     cfg = config.load(store.layout.config)
     publishing = FileLock(store.layout.publish_lock)  # an import, publishing meanwhile
     publishing.acquire()

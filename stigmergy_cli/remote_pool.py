@@ -57,6 +57,11 @@ _CLAIM_LOOKS = 3  # fetches per claim at most: after a lost race the view is sta
 _LAND_RETRIES = 12  # the target moved under us: merge again onto its new tip
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
+# How long a claim's last push (landing, giving back, failing) keeps trying through dropped
+# connections: a server restarting, or over its limit (past 32 connections, git daemon kills
+# one from an address that holds several). Far shorter than a lease; fencing covers the rest.
+_SETTLE_RETRY_WINDOW = 5.0
+_SETTLE_BACKOFF_FIRST = 0.25
 
 
 @dataclass(frozen=True)
@@ -366,21 +371,38 @@ class RemotePool:
         self._note({TASKS + tid: commit for tid, commit in commits.items()})
         return [TaskRecord(task, "pending", self.layout) for task in batch]
 
-    def _push(self, updates: list[Update]) -> PushResult:
+    def _push(self, updates: list[Update], *, retry_for: float = 0.0) -> PushResult:
         """Push `updates` (all or none). If the connection broke mid-push, the outcome is
         unknown: it is read back from the remote rather than pushed again blindly. The first
-        update's new value is unique to this push, so it says whether the push was applied."""
-        try:
-            return self.remote.push(updates)
-        except RemoteUnreachable:
-            first = updates[0]
+        update's new value is unique to this push, so it says whether the push was applied.
+
+        `retry_for`: seconds to keep trying after a broken connection, with backoff; only
+        for a push whose first update names the value it expects. A try after one that was
+        applied is then refused (the push is atomic), and the read-back says it was ours.
+        """
+        started = time.monotonic()
+        tries = 0
+        while True:
+            tries += 1
             try:
-                applied = self.remote.ref(first.ref) == first.new
+                result = self.remote.push(updates)
             except RemoteUnreachable:
-                applied = False
-            if applied:
-                return PushResult({})
-            raise
+                if self._applied(updates[0]):
+                    return PushResult({})
+                if time.monotonic() - started >= retry_for:
+                    raise
+                time.sleep(backoff.delay(tries, _SETTLE_BACKOFF_FIRST, _BACKOFF_MAX))
+                continue
+            if not result.ok and tries > 1 and self._applied(updates[0]):
+                return PushResult({})  # an earlier try was applied after all
+            return result
+
+    def _applied(self, update: Update) -> bool:
+        """Whether the remote holds `update` now (False when it cannot be asked)."""
+        try:
+            return self.remote.ref(update.ref) == update.new
+        except RemoteUnreachable:
+            return False
 
     def _note(self, pushed: dict[str, str | None]) -> None:
         """Record in the cache what a push that succeeded changed (None: deleted), so the
@@ -641,7 +663,8 @@ class RemotePool:
                 Update(TASKS + task.id, commit, held.task_commit),
                 Update(CLAIMS + task.id, None, held.claim_commit),
                 *extra,
-            ]
+            ],
+            retry_for=_SETTLE_RETRY_WINDOW,  # the work is done: a blip must not undo it
         )
         if not result.ok:
             held.lost = True

@@ -322,6 +322,29 @@ def test_a_daemon_killed_mid_push_leaves_no_half_claim(tmp_path: Path, daemon: D
     assert _claim_of(bare, "t") == held.claim_commit
 
 
+def test_a_landing_rides_out_a_server_restart(tmp_path: Path, daemon: Daemon) -> None:
+    bare = _origin(tmp_path)
+    clone = _clone(tmp_path, daemon.url("origin.git"), "machine")
+    _run(clone, "task", "add", "Through the restart", "--id", "t")
+    go = tmp_path / "go"
+    wait_then_write = f'until [ -e "{go}" ]; do sleep 0.05; done; {WRITE_FILE}'
+    (agent,) = _agents([clone], "--once", "--exec", wait_then_write)
+    _wait_for(lambda: _claim_of(bare, "t"), 30, "the claim")
+    daemon.kill()  # the work is done while the server is down: its landing finds no server
+    go.touch()
+    time.sleep(1)
+    daemon.start()
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out
+    assert "t: merged" in out, out
+    assert _trailers(bare)["t"] == 1
+    assert git(bare, "show", "main:t.txt") == "agent0"
+    assert _claim_of(bare, "t") == ""
+    task = _remote_tasks(clone)["t"]
+    assert task["status"] == "done"
+    assert task["attempts"] == 0  # no attempt failed: landed by the first
+
+
 # -- the protocol's rules, and bad input -----------------------------------------------------
 
 

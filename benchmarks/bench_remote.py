@@ -97,6 +97,7 @@ class Daemon:
 # (agent, claim times, finish times, pushes refused, pushes whose connection dropped)
 Timings = tuple[str, list[float], list[float], int, int]
 CLAIM_RETRY = 0.2  # seconds between claims after a dropped connection, as an agent waits
+CLAIM_DROPS_MAX = 25  # in a row: the server is gone, not busy
 
 
 def worker(root: str, agent: str, gate: Barrier, out: Queue[Timings]) -> None:
@@ -120,6 +121,7 @@ def worker(root: str, agent: str, gate: Barrier, out: Queue[Timings]) -> None:
     claim_times: list[float] = []
     finish_times: list[float] = []
     gate.wait(timeout=120)
+    drops_in_a_row = 0
     while True:
         start = time.perf_counter()
         try:
@@ -127,8 +129,12 @@ def worker(root: str, agent: str, gate: Barrier, out: Queue[Timings]) -> None:
         except NothingClaimable:
             break
         except RemoteUnreachable:  # past git daemon's 32 connections: look again, as agents do
+            drops_in_a_row += 1
+            if drops_in_a_row >= CLAIM_DROPS_MAX:
+                raise
             time.sleep(CLAIM_RETRY)
             continue
+        drops_in_a_row = 0
         claimed = time.perf_counter()
         pool.land(held, agent, None, None, time.time())
         claim_times.append(claimed - start)

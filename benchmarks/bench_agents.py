@@ -593,7 +593,25 @@ def timeline(batch: Batch, sleep: float) -> str:
         f"began; the agent that finished last ({len(chain)} tasks): first claim "
         f"{secs(wake)} after it, then {secs(own_claim)} claiming, "
         f"{secs(own_work)} beyond its sleeps preparing/running/committing, {secs(own_after)} "
-        f"merging and reclaiming"
+        f"merging and reclaiming\n"
+        f"   {rounds(batch, chains, sleep)}"
+    )
+
+
+def rounds(batch: Batch, chains: dict[str, list[str]], sleep: float) -> str:
+    """How the agents' lag builds up: for each agent's k-th task, how long after the import's
+    start plus k sleeps its merge began (the "merged" event), earliest and latest agent."""
+    spans = []
+    for k in range(max(len(c) for c in chains.values())):
+        lags = [
+            float(batch.merged_at[c[k]]["ts"]) - batch.import_start - (k + 1) * sleep
+            for c in chains.values()
+            if len(c) > k
+        ]
+        spans.append(f"{min(lags):.2f}-{max(lags):.2f}")
+    return (
+        "round by round, merges began this long after the import plus the sleeps so far "
+        f"(earliest agent to latest): {', '.join(spans)} s"
     )
 
 

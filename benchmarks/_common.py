@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import platform
+import queue
 import shutil
 import statistics
 import subprocess
@@ -23,7 +24,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PROJECT = Path(__file__).resolve().parent.parent
 GNU_TIME = Path("/usr/bin/time")
@@ -44,6 +50,25 @@ _RSS_HELPER = (
 
 class BenchError(RuntimeError):
     """A command the benchmark depends on failed."""
+
+
+def gather(procs: Sequence[BaseProcess], out: Queue[T], timeout: float) -> list[T]:
+    """One result from each of `procs` through `out`. A process that died without sending its
+    result ends the wait at once (its traceback is above), instead of after `timeout`."""
+    results: list[T] = []
+    deadline = time.monotonic() + timeout
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=1))
+        except queue.Empty:
+            dead = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
+            late = time.monotonic() > deadline
+            if dead or late:
+                for proc in procs:
+                    proc.terminate()
+                why = f"{len(dead)} process(es) died (exit {dead[0]})" if dead else "timed out"
+                raise BenchError(f"{why}; {len(results)} of {len(procs)} sent results") from None
+    return results
 
 
 def _find_cli() -> Path:

@@ -34,6 +34,7 @@ from pathlib import Path
 from _common import (
     CLI,
     count,
+    gather,
     header,
     import_plain,
     main_guard,
@@ -279,7 +280,7 @@ def contended_in_process(n: int, alone: float) -> None:
             proc.start()
         barrier.wait(timeout=60)
         start = time.perf_counter()
-        gathered = [results.get(timeout=300) for _ in procs]
+        gathered = gather(procs, results, timeout=300)
         wall = time.perf_counter() - start
         for proc in procs:
             proc.join(timeout=60)

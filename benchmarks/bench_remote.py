@@ -23,20 +23,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import signal
 import socket
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Sequence
-from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from _common import (
     BenchError,
+    gather,
     git,
     header,
     main_guard,
@@ -142,25 +141,6 @@ def worker(root: str, agent: str, gate: Barrier, out: Queue[Timings]) -> None:
     out.put((agent, claim_times, finish_times, refused, dropped))
 
 
-def collect(procs: Sequence[BaseProcess], out: Queue[Timings], timeout: float) -> list[Timings]:
-    """Every worker's timings; a worker that died without them ends the run at once (its
-    traceback is above), instead of leaving this waiting for the full timeout."""
-    results: list[Timings] = []
-    deadline = time.monotonic() + timeout
-    while len(results) < len(procs):
-        try:
-            results.append(out.get(timeout=1))
-        except queue.Empty:
-            dead = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
-            late = time.monotonic() > deadline
-            if dead or late:
-                for proc in procs:
-                    proc.terminate()
-                why = f"{len(dead)} worker(s) died (exit {dead[0]})" if dead else "timed out"
-                raise BenchError(f"{why} after {len(results)} of {len(procs)} finished") from None
-    return results
-
-
 def one_size(machines: list[Path], bare: Path, agents: int, n_tasks: int) -> None:
     ids = [task_id(i, prefix=f"a{agents}-") for i in range(1, n_tasks + 1)]
     env = open_environment(machines[0], None, {})
@@ -182,7 +162,7 @@ def one_size(machines: list[Path], bare: Path, agents: int, n_tasks: int) -> Non
     wall = time.perf_counter()
     for proc in procs:
         proc.start()
-    results = collect(procs, out, timeout=600)
+    results = gather(procs, out, timeout=600)
     for proc in procs:
         proc.join(timeout=60)
     wall = time.perf_counter() - wall

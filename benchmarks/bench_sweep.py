@@ -29,6 +29,7 @@ from _common import (
     CACHE_SETTLE,
     CLI,
     count,
+    gather,
     header,
     import_plain,
     main_guard,
@@ -125,7 +126,7 @@ def body() -> None:
         holder = ctx.Process(target=_holder, args=(str(repo), live_ids, ready, finish))
         holder.start()
         try:
-            taken = ready.get(timeout=300)
+            (taken,) = gather([holder], ready, timeout=300)
             time.sleep(CACHE_SETTLE)
             sweeps(repo, runs, f"sweep --json, {len(taken)} live claims held by a process", "first")
         finally:

@@ -8,6 +8,8 @@ without an attempt counted) and at once on the second.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +23,12 @@ from stigmergy_cli import (
     executor,
     gitfiles,
     gitops,
+    heartbeats,
     merge,
+    orphans,
     results,
     templates,
+    triage,
     worktrees,
     yamlio,
 )
@@ -31,13 +36,24 @@ from stigmergy_cli.backends import Work
 from stigmergy_cli.claims import NothingClaimable
 from stigmergy_cli.environment import Environment
 from stigmergy_cli.errors import StigmergyError
+from stigmergy_cli.executor import ExecResult
 from stigmergy_cli.heartbeats import Heartbeat, Heartbeater
 from stigmergy_cli.locks import NotOwner
-from stigmergy_cli.oslock import FileLock
+from stigmergy_cli.oslock import FileLock, LockTimeout
+from stigmergy_cli.procinfo import start_time
 from stigmergy_cli.tasks import Task
 
 _UNREACHABLE_MAX = 60.0  # seconds: the longest wait before trying an unreachable pool again
 _TROUBLE_MAX = 60.0  # seconds: the same after tasks failing for the agent's own trouble
+_INSTANCE_WAIT = 3.0  # seconds to wait for the id's instance lock (a sweep may hold it briefly)
+
+
+NO_CHANGE = "no change"  # the reason of an attempt whose executor exited 0 and changed nothing
+
+
+class AgentStopped(StigmergyError):
+    """The agent cannot work (it is misconfigured, or the machine is in trouble): the task it
+    held went back with nothing counted, and the message says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class Summary:
     given_back: int = 0
     fenced: int = 0
     outcomes: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the agent stopped on its own (AgentStopped)
 
     @property
     def attempted(self) -> int:
@@ -108,6 +125,10 @@ class Agent:
         # Whether the worktree's HEAD is known to be kept already (see results.prepare): not
         # at start, since a previous run may have left anything there.
         self._head_kept = False
+        # The circuit breaker: (task, finished_at) of the failures in a row, on different
+        # tasks, that each came within cfg.quick_failure seconds of their start.
+        self._quick: list[tuple[str, float]] = []
+        self._started = 0.0  # time.monotonic() when the current task was claimed
 
     # -- control ---------------------------------------------------------------------------
 
@@ -139,11 +160,13 @@ class Agent:
         agent = self.options.agent
         # One process per agent id: two would share one worktree and undo each other's work.
         instance = FileLock(self.layout.agent_lock(agent))
-        if not instance.try_acquire():
+        try:
+            instance.acquire(timeout=_INSTANCE_WAIT)
+        except LockTimeout:
             raise StigmergyError(
                 f"agent {agent!r} is already running on this machine "
                 f"(another `stigmergy agent run --id {agent}`)"
-            )
+            ) from None
         try:
             return self._run()
         finally:
@@ -151,6 +174,7 @@ class Agent:
 
     def _run(self) -> Summary:
         agent = self.options.agent
+        self._stop_orphans(heartbeats.read(self.layout, agent))
         heart = Heartbeater(
             self.layout,
             Heartbeat.new(agent, role=self.options.role, now=self.clock()),
@@ -169,6 +193,9 @@ class Agent:
         try:
             self._open_workspace()
             self._loop()
+        except AgentStopped as exc:
+            self.summary.stopped = str(exc)
+            raise
         finally:
             heart.stop()
             self.backend.shutdown()
@@ -179,8 +206,24 @@ class Agent:
                 agent=agent,
                 done=self.summary.done,
                 failed=self.summary.failed,
+                reason=self.summary.stopped,
             )
         return self.summary
+
+    def _stop_orphans(self, previous: Heartbeat | None = None) -> None:
+        """Stop what an earlier executor of this agent left running in its worktree: one of
+        an earlier run of this agent (killed with `kill -9`, say), or one that escaped its
+        process group. Nothing may work there while the worktree is reset or committed."""
+        session = orphans.session_in(previous)
+        if session is None and not orphans.busy(self.layout, self.options.agent):
+            return
+        try:
+            killed = orphans.stop(self.layout, self.options.agent, session)
+        except orphans.WorktreeBusy as exc:
+            raise AgentStopped(str(exc)) from None
+        if killed:
+            pids = ", ".join(map(str, killed))
+            self.say(f"stopped {len(killed)} process(es) of an earlier executor (pid {pids})")
 
     def _loop(self) -> None:
         idle_since: float | None = None
@@ -198,14 +241,7 @@ class Agent:
                 return
             self._backoff = 0.0
             try:
-                claimed = self.backend.claim(
-                    self.options.agent,
-                    self.options.role,
-                    self.clock(),
-                    self.can_take,
-                    threshold or None,
-                    after_idle=idle_since is not None,
-                )
+                claimed = self._claim(threshold or None, after_idle=idle_since is not None)
             except NothingClaimable as exc:
                 if self.options.once:
                     self.say(str(exc))
@@ -234,6 +270,27 @@ class Agent:
             if self.options.once:
                 return
 
+    def _claim(self, threshold: float | None, *, after_idle: bool) -> Work:
+        """The best task this agent can take. After a quick failure, another task than the
+        ones that just failed, if there is one: a broken executor then fails different
+        tasks, which trips the breaker, and a broken task goes to another agent first."""
+        just_failed = {t for t, _ in self._quick}
+
+        def claim(can_take: Callable[[Task], bool]) -> Work:
+            return self.backend.claim(
+                self.options.agent,
+                self.options.role,
+                self.clock(),
+                can_take,
+                threshold,
+                after_idle=after_idle,
+            )
+
+        if just_failed:
+            with contextlib.suppress(NothingClaimable):
+                return claim(lambda task: task.id not in just_failed and self.can_take(task))
+        return claim(self.can_take)
+
     def _open_workspace(self) -> None:
         """Create the worktree now, off the first task's critical path: agents started
         together would otherwise queue on git's worktree lock just as work arrives."""
@@ -250,6 +307,8 @@ class Agent:
             # stays put): when work arrives every idle agent starts at once.
             self._head_kept = results.clean_at_tip(self.layout, worktree, self.backend.target_ref())
             gitops.learn_identities(worktree, self.layout.root)
+        except worktrees.WorkspaceError as exc:  # no task can start: say what to fix
+            raise AgentStopped(str(exc)) from None
         except StigmergyError as exc:  # the first task tries again and reports it there
             self.say(f"workspace not ready: {exc}")
 
@@ -299,10 +358,16 @@ class Agent:
         heart.beat(task=task.id, status="working")
         self.say(f"claimed {task.id}: {task.title}")
         self._current = claimed
+        self._started = time.monotonic()
         try:
             outcome = self._attempt(claimed)
             self._trouble = 0
+        except AgentStopped:
+            raise
         except (StigmergyError, OSError) as exc:  # one task's trouble must not stop the agent
+            trouble = _machine_trouble(exc)
+            if trouble is not None:  # ...unless it is the machine's: then no task can work
+                self._stop_agent(claimed, trouble)
             outcome = self._fail(claimed, f"{type(exc).__name__}: {exc}")
             self._trouble += 1
             self._backoff = max(self._backoff, backoff.delay(self._trouble, 1.0, _TROUBLE_MAX))
@@ -320,6 +385,8 @@ class Agent:
         attempt = task.attempts + 1
         log_path = self.layout.task_log(task.id, attempt)
         started = self.clock()
+        if orphans.busy(self.layout, self.options.agent):  # never reset under a live process
+            self._stop_orphans()
         worktree, base = results.prepare_at(
             self.layout,
             self.cfg,
@@ -341,22 +408,17 @@ class Agent:
         command = task.command or self.command
         assert command is not None  # can_take guarantees one
         timeout = task.timeout if task.timeout is not None else self.cfg.task_timeout
-        run = executor.run(
-            command,
-            cwd=worktree,
-            env=executor.environment(self._task_env(claimed, worktree, attempt)),
-            log_path=log_path,
-            timeout=timeout,
-            stop=self._should_stop,
-            on_line=self.on_output,
-        )
+        task_env = executor.environment(self._task_env(claimed, worktree, attempt))
+        run = self._execute(command, worktree, task_env, log_path, timeout)
         if self._lost():
             return self._fenced(claimed, worktree)
         if run.stopped:
             return self._give_back(claimed, "interrupted")
-        if executor.rate_limited(run, self.cfg.rate_limit_exit_codes, self.cfg.rate_limit_patterns):
-            self._set_backoff()
-            return self._give_back(claimed, f"rate-limited; waiting {self._backoff:.0f}s")
+        verdict = self._judge(run, task, task_env)
+        # A run that exits 0 is judged only if it changed nothing: Aider exits 0 after its
+        # provider refused it, but a CLI that did the work may well say "rate limit" in it.
+        if verdict is not None and (not run.ok or gitops.is_clean(worktree)):
+            return self._on_verdict(claimed, verdict)
         self._limited_streak = 0
         if not run.ok:
             why = (
@@ -364,15 +426,7 @@ class Agent:
             )
             return self._fail(claimed, why, worktree)
         if task.verify:
-            check = executor.run(
-                task.verify,
-                cwd=worktree,
-                env=executor.environment(self._task_env(claimed, worktree, attempt)),
-                log_path=log_path,
-                timeout=timeout,
-                stop=self._should_stop,
-                on_line=self.on_output,
-            )
+            check = self._execute(task.verify, worktree, task_env, log_path, timeout)
             if check.stopped:
                 return self._give_back(claimed, "interrupted")
             if not check.ok:
@@ -393,6 +447,9 @@ class Agent:
             target_ref=self.backend.target_ref(),
         )
         self._head_kept = True  # committed (kept under refs/stigmergy/results) or unchanged
+        if commit is None and not self._allows_empty(task):
+            # Exit 0 and nothing to show: a coding agent that gave up says so and exits 0.
+            return self._fail(claimed, NO_CHANGE, worktree)
         if self._heart is not None:
             # Shown from the next write: a merge takes milliseconds, and the background beat
             # keeps the lease meanwhile.
@@ -407,7 +464,77 @@ class Agent:
         )
         return self._record(task, outcome)
 
+    def _execute(
+        self,
+        command: str,
+        worktree: Path,
+        env: dict[str, str],
+        log_path: Path,
+        timeout: float | None,
+    ) -> ExecResult:
+        """Run the executor or `verify` in the worktree, every process of it holding the
+        agent's executor lock, and nothing of it left running afterwards (orphans.py)."""
+        try:
+            with orphans.held_for_executor(self.layout, self.options.agent) as hold:
+                return executor.run(
+                    command,
+                    cwd=worktree,
+                    env=env,
+                    log_path=log_path,
+                    timeout=timeout,
+                    stop=self._should_stop,
+                    on_line=self.on_output,
+                    hold=hold,
+                    on_start=self._note_executor,
+                )
+        finally:
+            if self._heart is not None:
+                self._heart.note(executor_pid=None, executor_start=None)
+
+    def _note_executor(self, pid: int) -> None:
+        """Say in the next heartbeat which session the executor runs in (orphans.py)."""
+        if self._heart is not None:
+            self._heart.note(executor_pid=pid, executor_start=start_time(pid))
+
+    def _allows_empty(self, task: Task) -> bool:
+        return self.cfg.allow_empty if task.allow_empty is None else task.allow_empty
+
+    def _judge(
+        self, run: ExecResult, task: Task, task_env: dict[str, str]
+    ) -> triage.Verdict | None:
+        return triage.judge(
+            run,
+            prompt=task_env["STIGMERGY_PROMPT"],
+            rate_limit_codes=self.cfg.rate_limit_exit_codes,
+            rate_limit_patterns=self.cfg.rate_limit_patterns,
+            quick=self._quick_so_far(),
+            executor_is_agents=task.command is None,
+        )
+
+    def _quick_so_far(self) -> bool:
+        return time.monotonic() - self._started < self.cfg.quick_failure
+
+    def _on_verdict(self, claimed: Work, verdict: triage.Verdict) -> str:
+        """The run says nothing about its task: the provider's rate limit is waited out, a
+        misconfiguration stops the agent."""
+        if verdict.kind == triage.MISCONFIGURED:
+            self._stop_agent(claimed, verdict.why)
+        self._set_backoff()
+        return self._give_back(
+            claimed, f"rate-limited: {verdict.why}; waiting {self._backoff:.0f}s"
+        )
+
+    def _stop_agent(self, claimed: Work, why: str) -> None:
+        """Give the task back with nothing counted, and stop: the trouble is the agent's."""
+        try:
+            self._give_back(claimed, "the agent stopped")
+        except (StigmergyError, OSError) as exc:  # the sweep will give it back
+            self.say(f"{claimed.task.id}: could not give it back: {exc}")
+        raise AgentStopped(why)
+
     def _record(self, task: Task, outcome: merge.Outcome) -> str:
+        if outcome.kind != "fenced":
+            self._quick.clear()  # the executor works
         if outcome.kind == "fenced":
             self.summary.fenced += 1
             self.say(f"{task.id}: {outcome.detail}")
@@ -467,15 +594,59 @@ class Agent:
             self._head_kept = True
             if kept:
                 why += f"; work kept at {kept}"
+        quick = self._quick_so_far()
+        if quick and self._breaker_trips(task.id):
+            self._trip(claimed, why, worktree)
         self.say(f"{task.id}: failed ({why})")
         self.summary.failed += 1
+        finished_at = self.clock()
         try:
-            self.backend.fail(claimed, self.options.agent, why, self.clock())
+            self.backend.fail(claimed, self.options.agent, why, finished_at)
         except NotOwner:
             self.summary.fenced += 1
         except StigmergyError as exc:  # the task vanished or broke: report it, keep working
             self.say(f"{task.id}: could not record the failure: {exc}")
+        if quick:
+            self._quick.append((task.id, finished_at))
+        else:
+            self._quick.clear()
         return "failed"
+
+    def _breaker_trips(self, task_id: str) -> bool:
+        """Would one more quick failure, of `task_id`, make max_quick_failures in a row, on
+        more than one task? (One task failing fast again and again is that task's failure.)"""
+        limit = self.cfg.max_quick_failures
+        tasks = {t for t, _ in self._quick} | {task_id}
+        return limit > 0 and len(self._quick) + 1 >= limit and (len(tasks) > 1 or limit == 1)
+
+    def _trip(self, claimed: Work, why: str, worktree: Path | None) -> None:
+        """The circuit breaker: this task failed within seconds of starting, like the attempts
+        before it, of more than one task. The executor is more likely broken than all of
+        them: give this one back, take back the attempts the others were charged, stop."""
+        agent = self.options.agent
+        attempts = len(self._quick) + 1
+        ids = list(dict.fromkeys([t for t, _ in self._quick] + [claimed.task.id]))
+        note = "not counted: its agent stopped, its failures in a row looking like its own"
+        latest: dict[str, tuple[float, int]] = {}
+        for task_id, finished_at in self._quick:
+            latest[task_id] = (finished_at, latest.get(task_id, (0.0, 0))[1] + 1)
+        refunded = 0
+        for task_id, (finished_at, count) in latest.items():
+            try:
+                if self.backend.refund(task_id, agent, finished_at, count, self.clock(), note):
+                    refunded += count
+            except StigmergyError as exc:
+                self.say(f"{task_id}: could not take its attempts back: {exc}")
+        self._quick.clear()
+        where = f" in {worktree}" if worktree is not None else ""
+        self._stop_agent(
+            claimed,
+            f"{attempts} attempts in a row ({', '.join(ids)}) failed within "
+            f"{self.cfg.quick_failure:g}s of starting, the last with: {why}. The executor looks "
+            f"broken rather than the tasks: run it by hand{where} to see why, then start the "
+            f"agent again ({refunded + 1} of those attempts were not counted; see "
+            "agent.max_quick_failures)",
+        )
 
     def _fenced(self, claimed: Work, worktree: Path) -> str:
         """Our heartbeat lapsed: the task may be someone else's now. Keep the work; change
@@ -498,3 +669,26 @@ class Agent:
         self._backoff = backoff.delay(
             self._limited_streak, self.cfg.rate_limit_backoff, self.cfg.rate_limit_backoff_max
         )
+
+
+def _machine_trouble(exc: BaseException) -> str | None:
+    """What is wrong with the machine rather than the task (so that no task can work here
+    now), with what to do; None when the task may be at fault."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"the disk is full ({exc.strerror}: {exc.filename}); free some space, then start again"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        return f"{exc.filename} is on a read-only filesystem"
+    if isinstance(
+        exc,
+        executor.CannotStart
+        | orphans.WorktreeBusy
+        | gitops.GitMissing
+        | gitops.WorkingDirectoryGone
+        | worktrees.WorkspaceError,
+    ):
+        return str(exc)
+    if isinstance(exc, StigmergyError) and "No space left on device" in str(exc):
+        return f"the disk is full ({exc}); free some space, then start again"
+    return None

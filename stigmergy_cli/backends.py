@@ -57,7 +57,14 @@ class Backend(Protocol):
     def give_back(self, work: Work, agent: str, why: str, now: float) -> None: ...
 
     def fail(self, work: Work, agent: str, why: str, now: float) -> None:
-        """Count a failed attempt; raises locks.NotOwner if the claim is no longer ours."""
+        """Count a failed attempt (its result's `finished_at` is `now`); raises
+        locks.NotOwner if the claim is no longer ours."""
+
+    def refund(
+        self, task_id: str, agent: str, finished_at: float, count: int, now: float, why: str
+    ) -> bool:
+        """Take back the last `count` failed attempts of `agent`, the last recorded at
+        `finished_at` (claims.refund); False if the task moved on since."""
 
     def land(
         self,
@@ -153,6 +160,11 @@ class LocalBackend:
         claims.fail(
             self.store, self.cfg, agent, work.task.id, token=work.token, reason=why, now=now
         )
+
+    def refund(
+        self, task_id: str, agent: str, finished_at: float, count: int, now: float, why: str
+    ) -> bool:
+        return claims.refund(self.store, self.cfg, task_id, agent, finished_at, count, now, why)
 
     def land(
         self,
@@ -311,6 +323,11 @@ class RemoteBackend:
 
     def fail(self, work: Work, agent: str, why: str, now: float) -> None:
         self.pool.fail(self._quiet(work), agent, why, now)
+
+    def refund(
+        self, task_id: str, agent: str, finished_at: float, count: int, now: float, why: str
+    ) -> bool:
+        return self.pool.refund(task_id, agent, finished_at, count, now, why)
 
     def land(
         self,

@@ -435,3 +435,46 @@ def fail(
     if record.state == "pending":
         deposit(store, cfg, signals.FAILURE, task_id, cfg.pressure.signal_failure, agent, now)
     return record
+
+
+def uncount(
+    task: Task, agent: str, finished_at: float, count: int, now: float, why: str
+) -> Task | None:
+    """`task` with the last `count` failed attempts of `agent` taken back, the last recorded
+    at `finished_at`; None if its last result is not that attempt any more (retried,
+    claimed, finished since)."""
+    result = task.result or {}
+    if (
+        result.get("outcome") != "failed"
+        or result.get("agent") != agent
+        or result.get("finished_at") != finished_at
+        or task.attempts < count
+    ):
+        return None
+    note = {**result, "outcome": "not counted", "reason": f"{result.get('reason')}; {why}"}
+    return task.evolve(attempts=task.attempts - count, result=note, updated_at=now)
+
+
+def refund(
+    store: TaskStore,
+    cfg: Config,
+    task_id: str,
+    agent: str,
+    finished_at: float,
+    count: int,
+    now: float,
+    why: str,
+) -> bool:
+    """Take back failed attempts that were the agent's fault, not the task's (`uncount`):
+    the task is pending again. False if it moved on meanwhile."""
+    try:
+        with locks.exclusive(store.layout, task_id, who=agent, now=now, lease=cfg.lease):
+            record = store.get(task_id)
+            task = uncount(record.task, agent, finished_at, count, now, why)
+            if task is None or record.state not in ("pending", "failed"):
+                return False
+            store.write(record, task, "pending")
+    except Conflict:  # claimed by another agent meanwhile: that attempt stands
+        return False
+    events.append(store.layout.events, events.RELEASED, now, task=task_id, agent=agent, reason=why)
+    return True

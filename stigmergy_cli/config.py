@@ -89,7 +89,10 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=86400,
         exclusive_minimum=True,
     ),
+    Setting("agent.max_quick_failures", int, defaults.MAX_QUICK_FAILURES, minimum=0, maximum=1000),
+    Setting("agent.quick_failure", float, defaults.QUICK_FAILURE, minimum=0, maximum=86400),
     Setting("tasks.max_attempts", int, defaults.MAX_ATTEMPTS, minimum=1, maximum=1000),
+    Setting("tasks.allow_empty", bool, defaults.ALLOW_EMPTY),
     Setting(
         "tasks.timeout",
         float,
@@ -173,7 +176,10 @@ class Config:
     rate_limit_patterns: tuple[str, ...] = defaults.RATE_LIMIT_PATTERNS
     rate_limit_backoff: float = defaults.RATE_LIMIT_BACKOFF
     rate_limit_backoff_max: float = defaults.RATE_LIMIT_BACKOFF_MAX
+    max_quick_failures: int = defaults.MAX_QUICK_FAILURES
+    quick_failure: float = defaults.QUICK_FAILURE
     max_attempts: int = defaults.MAX_ATTEMPTS
+    allow_empty: bool = defaults.ALLOW_EMPTY
     task_timeout: float | None = defaults.TASK_TIMEOUT
     conflict_priority: int = defaults.CONFLICT_PRIORITY
     pressure: PressureConfig = PressureConfig()
@@ -225,6 +231,10 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         raise ConfigError(f"{name} must be set")
     if setting.kind is list:
         return _check_list(setting, value, name)
+    if setting.kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, not {value!r}")
+        return value
     if setting.kind is str:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{name} must be a non-empty string, not {value!r}")
@@ -294,7 +304,10 @@ def parse(doc: Any, where: str, environ: Mapping[str, str] | None = None) -> Con
         rate_limit_patterns=values["agent.rate_limit_patterns"],
         rate_limit_backoff=values["agent.rate_limit_backoff"],
         rate_limit_backoff_max=values["agent.rate_limit_backoff_max"],
+        max_quick_failures=values["agent.max_quick_failures"],
+        quick_failure=values["agent.quick_failure"],
         max_attempts=values["tasks.max_attempts"],
+        allow_empty=values["tasks.allow_empty"],
         task_timeout=values["tasks.timeout"],
         conflict_priority=values["merge.conflict_priority"],
         pressure=PressureConfig(

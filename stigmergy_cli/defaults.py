@@ -13,24 +13,30 @@ LEASE = 60.0  # seconds without a heartbeat before a claim is stale
 SESSION_LEASE = 1800.0  # seconds a self-driving agent (`task claim`) may go without any call
 POLL_INTERVAL = 0.1  # seconds between looks (two stat calls) at the pool while idle
 SWEEP_INTERVAL = 30.0  # an agent sweeps stale claims itself at most this often (0: never)
-# An executor stopped by its model provider's rate limit is not a failure: the task goes back
-# without an attempt and the agent waits, doubling from RATE_LIMIT_BACKOFF up to the max.
+# An executor stopped by its model provider's rate limit (or overload) is not a failure: the
+# task goes back without an attempt and the agent waits, doubling from RATE_LIMIT_BACKOFF up
+# to the max. An account out of credit or quota stops the agent instead (triage.py).
 RATE_LIMIT_EXIT_CODES: tuple[int, ...] = ()
 RATE_LIMIT_PATTERNS: tuple[str, ...] = (
-    # Claude Code, Codex, and Aider (litellm's RateLimitError)
-    r"(?i)rate[ _-]?limit(ed|error|exceeded)?\b",
-    r"(?i)\b429\b.*too many requests",
+    # Read in the last lines of the output only, never in an echo of the prompt (triage.py).
+    r"(?i)rate[ _-]?limit(ed|error|exceeded)?\b",  # Aider (litellm.RateLimitError), APIs
+    r"(?i)\(429\)|\b429 too many requests|status:? 429\b",  # Claude Code, Codex
     r"(?i)usage limit (reached|exceeded)",  # Claude Code / Codex plans
-    r"(?i)overloaded_error",  # Anthropic API
-    r"(?i)quota exceeded|insufficient_quota",  # OpenAI API
+    r"(?i)\b529\b|overloaded",  # Anthropic API, Claude Code
+    r"(?i)api error:? \(?5\d\d\b|experiencing high demand|exceeded retry limit",  # 5xx
 )
 RATE_LIMIT_BACKOFF = 30.0
 RATE_LIMIT_BACKOFF_MAX = 900.0
+# An agent whose tasks fail one after another, each within QUICK_FAILURE seconds of starting,
+# is more likely broken than its tasks: it stops after MAX_QUICK_FAILURES of them in a row.
+MAX_QUICK_FAILURES = 3
+QUICK_FAILURE = 10.0
 WAKE_THRESHOLD = 0.0  # an idle agent works only when the best claimable score reaches this
 
 # Tasks
 MAX_ATTEMPTS = 3  # attempts before a task moves to failed/
 TASK_TIMEOUT = 3600.0  # seconds an executor may run before its process group is killed
+ALLOW_EMPTY = False  # is a task whose executor changed nothing done? (a task's allow_empty)
 
 # Pressure: signals deposit pressure on tasks; it decays lazily from `pressure_at`.
 PRESSURE_STRATEGY = "exponential"

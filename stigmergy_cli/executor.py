@@ -16,11 +16,13 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from stigmergy_cli import orphans
+from stigmergy_cli.errors import InvalidInput, StigmergyError
 from stigmergy_cli.gitops import child_env
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of the process group
@@ -30,6 +32,10 @@ POLL_STOP = 0.1
 # Without a pidfd, how late the agent may notice its executor finished: on every task's
 # critical path, so kept short.
 POLL_EXIT = 0.01
+
+
+class CannotStart(StigmergyError):
+    """The command could not be started at all: the machine's trouble, not the task's."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,42 @@ class ExecResult:
     @property
     def ok(self) -> bool:
         return self.code == 0 and not self.timed_out and not self.stopped
+
+
+# The first word of a shell command, when it is a plain word or simply quoted: nothing to
+# expand, so what /bin/sh will run is known without running it.
+_FIRST_WORD = re.compile(
+    r"""\s*(?:"([^"$`\\]*)"|'([^']*)'|([^\s;&|()<>'"$`\\]+))(?=[\s;&|()<>]|$)"""
+)
+
+
+def resolve(command: str, cwd: Path, root: Path) -> str:
+    """`command` with a relative path in its first word made absolute against `cwd`.
+
+    The executor runs in the agent's worktree, where `./myexec.sh` typed in the directory
+    `agent run` started in does not exist (exit 127 for every task). A path found only from
+    the repository's `root` is left as it is: the worktree has it too. InvalidInput if the
+    first word names a file that does not exist or cannot be run."""
+    match = _FIRST_WORD.match(command)
+    if match is None:
+        return command
+    first = next(group for group in match.groups() if group is not None)
+    if "/" not in first or "=" in first:  # a name looked up in PATH, or VAR=value
+        return command
+    path = Path(first).expanduser()
+    if not path.is_absolute():
+        if not (cwd / path).is_file() and (root / path).is_file():
+            return command
+        path = cwd / path
+    if not path.is_file():
+        raise InvalidInput(f"executor {first!r} does not exist (looked for {path})")
+    if not os.access(path, os.X_OK):
+        raise InvalidInput(f"executor {first!r} is not executable: chmod +x {path}")
+    if Path(first).is_absolute():
+        return command
+    import shlex
+
+    return shlex.quote(str(path)) + command[match.end() :]
 
 
 def environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -61,11 +103,16 @@ def run(
     timeout: float | None,
     stop: Callable[[], bool],
     on_line: Callable[[str], None] | None = None,
+    hold: orphans.Hold | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ExecResult:
     """Run `command`; stream its output to `log_path` and `on_line`.
 
     Its process group is killed on `timeout`, or as soon as `stop()` turns true (Ctrl-C, or
-    the agent's heartbeat lapsing), and also if this process is interrupted while waiting.
+    the agent's heartbeat lapsing), and also if this process is interrupted while waiting;
+    the kernel kills its first process if this one dies (orphans.die_with_parent).
+    `hold`: a lock every process of the command inherits (orphans.held_for_executor).
+    `on_start`: called with the command's pid, its session's id, as soon as it runs.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -73,15 +120,25 @@ def run(
     with log_path.open("ab") as log:
         log.write(f"$ {command}\n".encode())
         log.flush()
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=() if hold is None else (hold.fileno(),),
+                preexec_fn=orphans.die_with_parent(),  # noqa: PLW1509 - a prctl, nothing more
+            )
+        except OSError as exc:  # no /bin/sh, the worktree gone, no memory for a process
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise CannotStart(f"cannot start the executor: {exc.strerror}{where}") from None
+        if hold is not None:
+            hold.hand_over()
+        if on_start is not None:
+            on_start(proc.pid)
         assert proc.stdout is not None
         reader = threading.Thread(target=_pump, args=(proc.stdout, log, tail, on_line), daemon=True)
         reader.start()
@@ -175,22 +232,14 @@ def _kill_stragglers(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
-    """SIGTERM the whole process group, then SIGKILL whatever is left after a grace period."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
+    """SIGTERM the whole process group, then SIGKILL whatever is left after a grace period,
+    or at once if this process is interrupted meanwhile (a second Ctrl-C)."""
     try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def rate_limited(result: ExecResult, exit_codes: Sequence[int], patterns: Sequence[str]) -> bool:
-    """Did the executor stop because its model provider is rate-limiting?"""
-    if result.code is not None and result.code != 0 and result.code in exit_codes:
-        return True
-    if result.ok:
-        return False
-    return any(re.search(pattern, result.tail) for pattern in patterns)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

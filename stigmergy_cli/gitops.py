@@ -105,9 +105,19 @@ def _spawn(
             pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
-        raise GitError("git is not installed or not on PATH") from exc
+        if not Path(cwd).is_dir():  # the same error as a missing git, from the chdir
+            raise WorkingDirectoryGone(f"{cwd} does not exist any more") from None
+        raise GitMissing("git is not installed or not on PATH") from exc
     except subprocess.TimeoutExpired as exc:
         raise GitError(f"{_command(args)} timed out after {timeout:g}s") from exc
+
+
+class GitMissing(GitError):
+    """No git to run: the machine's trouble, not a task's."""
+
+
+class WorkingDirectoryGone(GitError):
+    """The directory a git command was to run in was removed (a worktree deleted by hand)."""
 
 
 def _command(args: Sequence[str], limit: int = 120) -> str:
@@ -145,8 +155,11 @@ def maintain(root: Path) -> None:
 
 
 def _last_line(text: str) -> str:
+    """git's own reason: its last `fatal:` or `error:` line (advice follows it), else its
+    last line."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
+    reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (reasons or lines or ["no message"])[-1]
 
 
 def _root_from_files(start: Path) -> Path | None:

@@ -42,6 +42,10 @@ class Heartbeat:
     # "process": a long-running agent process writes it. "session": an agent driving itself
     # through CLI or MCP calls; each call refreshes it, so its pid means nothing.
     kind: str = "process"
+    # The executor at work now: its pid (its session's id) and start time, so that whoever
+    # finds this agent dead can stop what it left running (orphans.py).
+    executor_pid: int | None = None
+    executor_start: int | None = None
 
     @property
     def process(self) -> ProcessId:
@@ -74,12 +78,18 @@ class Heartbeat:
                 done=int(doc.get("done", 0)),
                 failed=int(doc.get("failed", 0)),
                 kind=str(doc.get("kind", "process")),
+                executor_pid=_int_or_none(doc.get("executor_pid")),
+                executor_start=_int_or_none(doc.get("executor_start")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"heartbeat is missing or has a bad field: {exc}") from None
         if beat.status not in STATUSES:
             raise ValueError(f"heartbeat has an unknown status {beat.status!r}")
         return beat
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def write(layout: Layout, beat: Heartbeat) -> None:

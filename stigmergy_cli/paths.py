@@ -82,6 +82,11 @@ class Layout:
         """flock held by the one `agent run` process of that id on this machine."""
         return self.locks / f".agent-{agent}.lock"
 
+    def executor_lock(self, agent: str) -> Path:
+        """flock inherited by every process of the agent's executor, and held by them alone:
+        while it is held, something is still at work in the agent's worktree (orphans.py)."""
+        return self.locks / f".exec-{agent}.lock"
+
     def workspace(self, agent: str) -> Path:
         return self.workspaces / agent
 

@@ -30,7 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import atomic, backoff, claims, deps, events, gitops, merge, pool, tasks
+from stigmergy_cli import (
+    atomic,
+    backoff,
+    claims,
+    deps,
+    events,
+    gitops,
+    merge,
+    orphans,
+    pool,
+    tasks,
+)
 from stigmergy_cli.claims import NothingClaimable
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, InvalidInput, StigmergyError, TaskNotFound
@@ -605,6 +616,33 @@ class RemotePool:
         self._note({TASKS + task_id: moved})
         return TaskRecord(task, to_state, self.layout)
 
+    def refund(
+        self, task_id: str, agent: str, finished_at: float, count: int, now: float, why: str
+    ) -> bool:
+        """claims.refund, on the remote: False if the task moved on meanwhile."""
+
+        def change(task: Task) -> Task:
+            refunded = claims.uncount(task, agent, finished_at, count, now, why)
+            if refunded is None:
+                raise Conflict(f"task {task_id!r} moved on")
+            return refunded
+
+        try:
+            self.transition(
+                task_id,
+                allowed=("pending", "failed"),
+                to_state="pending",
+                change=change,
+                now=now,
+                verb="refund",
+            )
+        except Conflict:
+            return False
+        events.append(
+            self.layout.events, events.RELEASED, now, task=task_id, agent=agent, reason=why
+        )
+        return True
+
     # -- claims held across processes (agents that drive themselves) ----------------------
 
     def _held_path(self, agent: str, task_id: str) -> Path:
@@ -847,11 +885,15 @@ class RemotePool:
         Only this sweeper's own observations count: when it first saw each claim commit.
         A holder's clock, or another machine's, cannot make a live claim look stale.
         """
+        report = RemoteSweep()
+        if not dry_run:  # this machine's part: executors whose agents are gone from it
+            for agent, killed in orphans.stop_all_abandoned(self.layout):
+                why = killed if isinstance(killed, str) else f"killed pid {killed}"
+                report.actions.append(SweepAction("stopped", agent, why, agent))
         self.refresh()
         found, _ = self.records()
         current = self.claims()
         seen = self._load_seen()
-        report = RemoteSweep()
         for task_id, claim in sorted(current.items()):
             first = seen.get(task_id)
             if first is None or first[0] != claim.commit:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from stigmergy_cli import gitops, merge, worktrees
 from stigmergy_cli.config import Config
-from stigmergy_cli.errors import GitError
 from stigmergy_cli.paths import Layout
 from stigmergy_cli.tasks import Task
 
@@ -96,7 +95,10 @@ def prepare_at(
     worktree = worktrees.ensure(layout, agent, cfg.target)
     tip = gitops.ref_commit(layout.root, target_ref or f"refs/heads/{cfg.target}")
     if tip is None:
-        raise GitError(f"target branch {cfg.target!r} has no commit")
+        raise worktrees.WorkspaceError(
+            f"target branch {cfg.target!r} has no commit: commit something first, "
+            "or check `target` in .stigmergy/config.yaml"
+        )
     # A kept HEAD means the last task ended by committing everything (or keeping its
     # leftovers), and its executor's stragglers were stopped: nothing can have changed since.
     clean = head_kept or gitops.is_clean(worktree)

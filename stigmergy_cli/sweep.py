@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stigmergy_cli import defaults, events, gitops, heartbeats, locks, merge, signals
+from stigmergy_cli import defaults, events, gitops, heartbeats, locks, merge, orphans, signals
 from stigmergy_cli.claims import deposit, max_attempts, requeue_after_failure
 from stigmergy_cli.config import Config
 from stigmergy_cli.errors import Conflict, StigmergyError
@@ -64,7 +64,7 @@ class Action:
     """One thing the sweep did (or, with --dry-run, would do)."""
 
     # reclaimed | reconciled | landed | conflicted | finished | lock_removed | quarantined |
-    # cleaned
+    # cleaned | stopped (an executor's processes)
     kind: str
     target: str  # a task id, or a path relative to .stigmergy/
     reason: str
@@ -119,6 +119,7 @@ class Sweeper:
             if not self.dry_run:
                 self.store.recover_imports()
             self._reclaim_stale_locks()
+            self._stop_abandoned_executors()
             self._reconcile_active()
             self._quarantine(suspects)
             self._clean()
@@ -157,6 +158,8 @@ class Sweeper:
                 token = info.owner.token if info.owner else None
                 if locks.break_lock(self.layout, info.task_id, token) is None:
                     continue  # released or replaced since we looked: not stale any more
+            if info.owner is not None:  # before the task can go to anyone else
+                self._stop_executor(info.owner, info.task_id, beats.get(info.owner.agent))
             located = self.store.locate(info.task_id)
             if located is not None and located[0] == "active":
                 since = info.owner.claimed_at if info.owner else None
@@ -167,6 +170,50 @@ class Sweeper:
                     # Its resolution may have landed while the dead claim kept it from being
                     # marked merged (merge._complete_originals).
                     merge.complete_resolved(self.store, self.cfg, info.task_id, self.now)
+
+    def _stop_executor(self, owner: locks.Owner, task_id: str, beat: Heartbeat | None) -> None:
+        """Stop the executor of a claim being broken, if it runs on this machine: it must not
+        go on spending and writing once the task can go to someone else. Its holder may be
+        dead (its executor an orphan), or alive and paused past its lease (then only if its
+        heartbeat says it is at work on this very task: it may have moved on)."""
+        if not owner.process.is_local():
+            return  # on another machine the lease and the token keep its result out
+        if owner.process.is_alive():
+            if beat is None or beat.pid != owner.pid or beat.task != task_id:
+                return
+            self._stop(owner.agent, task_id, orphans.session_in(beat), abandoned=False)
+        else:
+            self._stop(owner.agent, task_id, orphans.session_in(beat), abandoned=True)
+
+    def _stop_abandoned_executors(self) -> None:
+        """Stop the executors of agents gone from this machine, whatever became of their
+        claims (given back by Ctrl-C twice, broken earlier, or held on a git remote)."""
+        if self.dry_run:
+            for agent in orphans.abandoned(self.layout):
+                self._do(Action("stopped", _exec_lock(agent), "would be stopped", agent))
+            return
+        for agent, killed in orphans.stop_all_abandoned(self.layout):
+            self._do(Action("stopped", _exec_lock(agent), _stopped(killed), agent))
+
+    def _stop(
+        self, agent: str, target: str, session: orphans.Session | None, *, abandoned: bool
+    ) -> None:
+        """Stop what runs of `agent`'s executor; `abandoned`: only if its agent is gone."""
+        if self.dry_run:
+            gone = not is_locked(self.layout.agent_lock(agent))
+            if orphans.busy(self.layout, agent) and (gone or not abandoned):
+                self._do(Action("stopped", target, "its executor would be stopped", agent))
+            return
+        killed: list[int] | str | None
+        try:
+            if abandoned:
+                killed = orphans.stop_abandoned(self.layout, agent, session)
+            else:
+                killed = orphans.stop(self.layout, agent, session)
+        except orphans.WorktreeBusy as exc:
+            killed = str(exc)
+        if killed:
+            self._do(Action("stopped", target, _stopped(killed), agent))
 
     def _reconcile_active(self) -> None:
         for record in self.store.scan(self.now, states=("active",)).records:
@@ -371,6 +418,17 @@ class Sweeper:
             return str(path.relative_to(self.layout.env))
         except ValueError:
             return str(path)
+
+
+def _exec_lock(agent: str) -> str:
+    return f"locks/.exec-{agent}.lock"
+
+
+def _stopped(killed: list[int] | str) -> str:
+    """What stopping an executor did: the pids killed, or why it could not."""
+    if isinstance(killed, str):
+        return f"could not stop its executor: {killed}"
+    return f"stopped its executor's processes (pid {', '.join(map(str, killed))})"
 
 
 def _ctime(entry: os.DirEntry[str]) -> float:

@@ -146,6 +146,12 @@ def _number(value: Any, what: str, *, integer: bool, minimum: float, nullable: b
     return value
 
 
+def _flag(value: Any, what: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidInput(f"{what} must be true or false, not {value!r}")
+
+
 def _list(value: Any, what: str, check: Any) -> list[Any]:
     if value is None:
         return []
@@ -198,6 +204,9 @@ class Task:
     verify: str | None = None
     timeout: float | None = None
     max_attempts: int | None = None
+    # Done even if its executor changes nothing (a task that only checks something); None:
+    # the configured default (tasks.allow_empty).
+    allow_empty: bool | None = None
     attempts: int = 0
     skip_count: int = 0
     pressure: float = 0.0
@@ -290,6 +299,7 @@ def task_from_dict(doc: Any, expected_id: str | None = None) -> Task:
         max_attempts=_number(
             doc.get("max_attempts"), "max_attempts", integer=True, minimum=1, nullable=True
         ),
+        allow_empty=_flag(doc.get("allow_empty"), "allow_empty"),
         attempts=_number(
             doc.get("attempts", 0), "attempts", integer=True, minimum=0, nullable=False
         ),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +22,68 @@ from stigmergy_cli.environment import initialize
 from stigmergy_cli.paths import Layout
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite runs as it would in a terminal, whatever started it.
+
+    A shell starts a background job (`make test &`) with SIGINT and SIGQUIT ignored, and
+    `nohup` ignores SIGHUP; children inherit an ignored signal, so a test's Ctrl-C would not
+    reach the commands it starts. A handler is not inherited: each child starts with the
+    default. And every process a test starts, however far down, becomes our child when its
+    parent dies (a subreaper), so that `_no_process_left` can find it."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else _exit)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _descendants() -> set[int]:
+    """Every living process below this one (ours, their children, orphans we adopted)."""
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields[0] != b"Z":  # a zombie has let go of everything; reaped below
+            parents[int(name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Iterator[None]:
+    """However a test ends, no process it started outlives it (agents, executors and what
+    they left behind, servers). A test that must check for leftovers does so itself."""
+    before = _descendants()
+    yield
+    for _ in range(50):
+        left = _descendants() - before
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:  # reap the orphans we adopted
+            pass
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test reads the user's git config or environment, or writes outside tmp dirs."""
@@ -25,12 +92,14 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
         "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
     )
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     monkeypatch.setenv("NO_COLOR", "1")
     for var in list(os.environ):
-        if var.startswith("STIGMERGY_") or var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        # Identities, dates, paths, editors, trace switches: a user's GIT_AUTHOR_NAME wins
+        # over any repository's config, as git intends, and would change what tests see.
+        if var.startswith(("STIGMERGY_", "GIT_")) or var in ("LANGUAGE", "EMAIL"):
             monkeypatch.delenv(var)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     monkeypatch.chdir(home)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import events, gitops, tasks
-from stigmergy_cli.agent_loop import Agent, AgentOptions
-from stigmergy_cli.environment import Environment, initialize, open_environment
+from stigmergy_cli import events, gitops, orphans, tasks
+from stigmergy_cli.agent_loop import Agent, AgentOptions, AgentStopped
+from stigmergy_cli.environment import Environment, open_environment
 from stigmergy_cli.sweep import sweep
 
 from .conftest import git
@@ -257,6 +257,7 @@ def test_a_second_ctrl_c_exits_at_once_and_the_sweep_recovers(env_root: Path) ->
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode != 0
+    assert not orphans.busy(env.layout, "alpha")  # nothing of its executor left running
     (action,) = sweep(env.store, env.config, time.time()).actions
     assert (action.kind, action.to_state) == ("reclaimed", "pending")
 
@@ -402,15 +403,12 @@ def test_git_locks_left_in_an_agents_worktree_by_a_kill_are_cleared_as_it_starts
 
 
 def test_tasks_failing_on_the_agents_own_trouble_slow_it_down(env_root: Path) -> None:
-    # Its worktree's place taken by a directory that is no worktree: every task fails in
-    # preparing it, not in its executor. Without a pause, the agent would use up the
-    # attempts of the whole pool in seconds.
+    # The executor leaves git's index lock in the worktree, as a git it started and that was
+    # killed would: every task then fails in committing or resetting, not in its executor.
+    # Without a pause, the agent would use up the attempts of the whole pool in seconds.
     env = _env(env_root)
-    blocked = env.layout.workspace("alpha")
-    blocked.mkdir(parents=True)
-    (blocked / "notes.txt").write_text("not a worktree\n")
     _add(env, "t1")
-    agent = _agent(env, max_tasks=3)
+    agent = _agent(env, 'touch "$(git rev-parse --git-dir)/index.lock"', max_tasks=3)
     waits: list[float] = []
 
     def wait(seconds: float) -> bool:
@@ -424,7 +422,19 @@ def test_tasks_failing_on_the_agents_own_trouble_slow_it_down(env_root: Path) ->
     assert sum("waiting" in line for line in agent.said) == 3  # type: ignore[attr-defined]
     record = env.store.get("t1")  # its attempts counted, its reason kept
     assert (record.state, record.task.attempts) == ("failed", 3)
-    assert "is not a git worktree" in (record.task.result or {})["reason"]
+    assert "index.lock" in (record.task.result or {})["reason"]
+
+
+def test_an_agent_whose_worktree_cannot_be_made_stops_at_once(env_root: Path) -> None:
+    env = _env(env_root)
+    blocked = env.layout.workspace("alpha")
+    blocked.mkdir(parents=True)
+    (blocked / "notes.txt").write_text("not a worktree\n")
+    _add(env, "t1")
+    with pytest.raises(AgentStopped, match="is not a git worktree; move it away first"):
+        _agent(env).run()
+    record = env.store.get("t1")
+    assert (record.state, record.task.attempts) == ("pending", 0)
 
 
 def _git_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -452,16 +462,6 @@ def test_an_agent_asks_who_commits_before_its_first_task(
     asked = [n for n, command in enumerate(commands) if command in ("config", "var")]
     assert asked
     assert max(asked) < commands.index("add")
-
-
-def test_an_agent_without_a_target_commit_says_so_and_carries_on(tmp_path: Path) -> None:
-    root = tmp_path / "empty"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    initialize(root, None, {})
-    agent = _agent(open_environment(root, None, {}), agent="early", idle_exit=0)
-    assert agent.run().attempted == 0
-    assert any("workspace not ready" in line and "no commit" in line for line in agent.said)  # type: ignore[attr-defined]
 
 
 def test_a_worktree_clean_at_the_tip_starts_its_first_task_without_a_reset(

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from stigmergy_cli import executor
-from stigmergy_cli.config import Config
 
 
 def _run(tmp_path: Path, command: str, **kwargs: object) -> executor.ExecResult:
@@ -103,20 +102,6 @@ def test_a_stop_request_ends_the_command(tmp_path: Path) -> None:
     threading.Timer(0.3, stop.set).start()
     result = _run(tmp_path, "sleep 60", stop=stop.is_set)
     assert (result.stopped, result.code) == (True, None)
-
-
-def test_rate_limits_are_recognized_by_code_and_by_output(tmp_path: Path) -> None:
-    cfg = Config()
-    limited = _run(tmp_path, "echo 'Error: 429 Too Many Requests from the API'; exit 1")
-    assert executor.rate_limited(limited, cfg.rate_limit_exit_codes, cfg.rate_limit_patterns)
-    plain_failure = _run(tmp_path, "echo 'AssertionError: 429 != 430'; exit 1")
-    assert not executor.rate_limited(
-        plain_failure, cfg.rate_limit_exit_codes, cfg.rate_limit_patterns
-    )
-    by_code = _run(tmp_path, "exit 75")
-    assert executor.rate_limited(by_code, (75,), ())
-    success = _run(tmp_path, "echo 'rate limit handled fine'")
-    assert not executor.rate_limited(success, cfg.rate_limit_exit_codes, cfg.rate_limit_patterns)
 
 
 def test_waiting_leaves_no_descriptor_behind(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -127,12 +128,15 @@ def run(
     ] = False,
 ) -> None:
     """Run an agent: claim, work in its worktree, verify, commit, merge, repeat."""
+    from stigmergy_cli import executor
     from stigmergy_cli.agent_loop import Agent, AgentOptions
 
     env = open_env(ctx, git_backend=True)
     agent = tasks.validate_id(agent, "agent id")
     if role is not None:
         tasks.validate_name(role, "role")
+    if command is not None:
+        command = executor.resolve(command, Path.cwd(), env.layout.root)
     options = AgentOptions(agent, command, role, once, max_tasks, idle_exit, wake_threshold)
     tag = f"[{agent}]"
     loop = Agent(
@@ -146,12 +150,15 @@ def run(
             f"agent {agent!r} has no executor (--exec or agent.command in config.yaml): "
             "it will only take tasks that bring their own `command`"
         )
-    with _stop_on_signals(loop):
-        summary = loop.run()
-    console.say(
-        f"{tag} stopped: {summary.done} done, {summary.failed} failed, "
-        f"{summary.conflicts} conflicts, {summary.given_back} given back"
-    )
+    try:
+        with _stop_on_signals(loop):
+            loop.run()
+    finally:
+        summary = loop.summary
+        console.say(
+            f"{tag} stopped: {summary.done} done, {summary.failed} failed, "
+            f"{summary.conflicts} conflicts, {summary.given_back} given back"
+        )
 
 
 @contextlib.contextmanager
@@ -162,7 +169,7 @@ def _stop_on_signals(loop: Agent) -> Iterator[None]:
     def handler(signum: int, _frame: object) -> None:
         received.append(signum)
         if len(received) == 1:
-            console.warn("stopping after this step (again to exit at once)")
+            console.warn("stopping: the task in hand goes back to the pool (again to exit at once)")
             loop.request_stop()
         else:
             raise KeyboardInterrupt

@@ -265,11 +265,13 @@ def git(repo: Path, *args: str) -> None:
 
 
 @contextlib.contextmanager
-def temp_repo(label: str, *, files: int = 0) -> Iterator[Path]:
+def temp_repo(label: str, *, files: int = 0, allow_empty: bool = False) -> Iterator[Path]:
     """A fresh git repository with one commit and `stigmergy init` done; removed at exit.
 
     The commit is empty, or holds `files` small source files in a few directories (what an
     agent's worktree reset, status and commit have to look at in a small project).
+    `allow_empty`: a task whose executor changes nothing is done (`tasks.allow_empty`), for
+    benchmarks that time the tool around an executor that does nothing (`true`).
     """
     with scratch_dir(label) as tmp:
         repo = tmp / "repo"
@@ -285,6 +287,10 @@ def temp_repo(label: str, *, files: int = 0) -> Iterator[Path]:
             git(repo, "add", "-A")
         git(repo, "commit", "-q", "--allow-empty", "-m", "initial" if files else "empty")
         stigmergy("init", cwd=repo)
+        if allow_empty:
+            config = repo / ".stigmergy" / "config.yaml"
+            text = config.read_text()
+            config.write_text(text.replace("  allow_empty: false", "  allow_empty: true", 1))
         yield repo
 
 

@@ -1,7 +1,8 @@
 """Agent loop: per-task overhead, parallel efficiency, idle wake-up and CPU, throughput.
 
 1. Overhead: one agent in this process (`agent_loop.Agent(...).run()`, idle_exit=0) works
-   through 200 tasks whose executor is `true`, in a small repository (20 committed files). A
+   through 200 tasks whose executor is `true`, in a small repository (20 committed files),
+   with `tasks.allow_empty` set (a task that changes nothing is done, not a failed attempt). A
    task is timed from one `claims.claim_best` call to the next; every git process is counted
    and timed by wrapping `gitops.run`. One more run of the same shape under cProfile says
    where the time goes (its agent's worktree already exists).
@@ -259,7 +260,7 @@ class GitTally:
 
 def per_task_overhead(n: int) -> float:
     """Prints the one-agent figures; returns the mean seconds per task."""
-    with temp_repo("agents-overhead", files=REPO_FILES) as repo:
+    with temp_repo("agents-overhead", files=REPO_FILES, allow_empty=True) as repo:
         import_tasks(repo, [task_id(i) for i in range(1, n + 1)])
         env = open_environment(repo, None, {})
         tally = GitTally()
@@ -786,7 +787,7 @@ def throughput(n_tasks: int, n_agents: int) -> None:
     agents = [f"p{k}" for k in range(1, n_agents + 1)]
     ids = [task_id(i) for i in range(1, n_tasks + 1)]
     with (
-        temp_repo("agents-throughput", files=REPO_FILES) as repo,
+        temp_repo("agents-throughput", files=REPO_FILES, allow_empty=True) as repo,
         fleet(repo, agents, "true", SAFETY_EXIT) as crowd,
     ):
         crowd.wait_idle()
@@ -854,7 +855,7 @@ class TimedLock(FileLock):
 
 def throughput_threads(n_tasks: int, n_agents: int) -> None:
     ids = [task_id(i) for i in range(1, n_tasks + 1)]
-    with temp_repo("agents-threads", files=REPO_FILES) as repo:
+    with temp_repo("agents-threads", files=REPO_FILES, allow_empty=True) as repo:
         import_tasks(repo, ids)
         env = open_environment(repo, None, {})
         waits: list[float] = []

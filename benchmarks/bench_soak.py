@@ -105,7 +105,7 @@ def per_task(a: Sample, b: Sample) -> float:
 
 
 def soak(n: int) -> None:
-    with temp_repo("soak", files=REPO_FILES) as repo:
+    with temp_repo("soak", files=REPO_FILES, allow_empty=True) as repo:
         ids = [task_id(i) for i in range(1, n + 1)]
         batches = [ids[k : k + EVERY] for k in range(0, n, EVERY)]
 

@@ -60,7 +60,7 @@ _MISCONFIGURATIONS = (
             r"(?i)invalid api key|incorrect api key|invalid x-api-key|authentication_error|"
             r"authenticationerror|invalid_api_key|\bnot logged in\b|please run /login|"
             r"missing (environment variable|api key)|api key (is )?(missing|not set|required)|"
-            r"\b401 unauthorized\b"
+            r"\b401 unauthorized\b|not able to authenticate you"
         ),
         "the model provider did not accept the executor's credentials: set its API key (or "
         "log the CLI in) for the user that runs the agent",
@@ -68,7 +68,7 @@ _MISCONFIGURATIONS = (
     _Rule(
         re.compile(
             r"(?i)credit balance is too low|insufficient_quota|exceeded your current quota|"
-            r"quota exceeded|billing (hard )?limit|payment required"
+            r"quota exceeded|plan and billing details|billing (hard )?limit|payment required"
         ),
         "the model provider says the account is out of credit or quota: check its billing; "
         "waiting will not help",

@@ -35,7 +35,7 @@ def test_the_dashboard_shows_agents_tasks_and_counts(cli: Cli, in_repo: Path) ->
     cli("task", "add", "Fix the flaky test", "--id", "flaky", "--urgent")
     cli("task", "add", "Done already", "--id", "old")
     env = open_environment(in_repo, None, {})
-    Agent(env, AgentOptions("finisher", command="true", once=True)).run()  # takes "flaky"
+    Agent(env, AgentOptions("finisher", command="touch fixed", once=True)).run()  # "flaky"
     claimed = claims.claim_best(
         env.store, env.config, "alpha", role=None, now=time.time(), session=True
     )

@@ -297,7 +297,8 @@ def _cli_agent(root: str) -> int:
     from stigmergy_cli.agent_loop import Agent, AgentOptions
 
     env = open_environment(root)
-    return Agent(env, AgentOptions("cli-agent", command="true", idle_exit=1.0)).run().done
+    work = 'touch "$STIGMERGY_TASK_ID"'
+    return Agent(env, AgentOptions("cli-agent", command=work, idle_exit=1.0)).run().done
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def _judge(
     tmp_path: Path, output: str, code: int, *, title: str = "Add a feature", quick: bool = True
 ) -> triage.Verdict | None:
     """The verdict on a real run that prints `output` (to stderr) and exits `code`."""
-    run = _run(tmp_path, f"printf '%s\\n' {shlex.quote(output)} >&2; exit {code}")
+    run = _run(tmp_path, f"printf '%b\\n' {shlex.quote(output)} >&2; exit {code}")
     return triage.judge(
         run,
         prompt=_prompt(title),
@@ -44,13 +44,38 @@ def _judge(
     )
 
 
-# What each CLI printed, measured against a local server imitating its provider.
+# What each CLI printed (Claude Code 2.1, Codex 0.171, Aider 0.86), run against a local server
+# imitating its provider; Aider wraps its lines at 80 columns.
 RATE_LIMITED = [
-    ("claude 429", "API Error: Request rejected (429) · Rate limited, try again later", 1),
+    (
+        "claude 429",
+        "API Error: Request rejected (429) · Number of request tokens has exceeded your "
+        "per-minute rate limit",
+        1,
+    ),
     ("claude 529", "API Error: 529 Overloaded. This is a server-side issue, usually temporary", 1),
+    ("claude 529s", "API Error: Repeated 529 Overloaded errors. The API is at capacity", 1),
+    ("claude 500", "API Error: 500 Internal server error. This is a server-side issue", 1),
     ("codex 429", "ERROR: exceeded retry limit, last status: 429 Too Many Requests", 1),
-    ("codex 500", "ERROR: We're currently experiencing high demand, which may cause issues", 1),
-    ("aider 429", "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit", 0),
+    (
+        "codex 500",
+        "ERROR: We\u2019re currently experiencing high demand, which may cause temporary errors.",
+        1,
+    ),
+    ("codex 503", "ERROR: unexpected status 503 Service Unavailable: The server is overloaded", 1),
+    (
+        "aider 429",
+        "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for\n"
+        "requests\nThe API provider has rate limited you. Try again later or check your "
+        "quotas.\nRetrying in 32.0 seconds...",
+        0,
+    ),
+    (
+        "aider 500",
+        "litellm.InternalServerError: InternalServerError: OpenAIException - The server\n"
+        "had an error\nThe API provider's servers are down or overloaded.",
+        0,
+    ),
     ("plan limit", "Claude AI usage limit reached|1765432100", 1),
 ]
 MISCONFIGURED = [
@@ -62,17 +87,40 @@ MISCONFIGURED = [
         ),
         1,
     ),
-    ("codex unknown flag", "error: unexpected argument '--full-auto' found", 2),
-    ("commander unknown flag", "error: unknown option '--no-such-flag'", 1),
-    ("aider unknown flag", "aider: error: unrecognized arguments: --no-such-flag", 2),
-    ("claude bad key", "Invalid API key · Please run /login", 1),
-    ("aider bad key", "litellm.AuthenticationError: AuthenticationError: invalid x-api-key", 0),
+    ("claude unknown flag", "error: unknown option '--no-such-flag'", 1),
+    ("claude bad key", "Invalid API key · Fix external API key", 1),
+    ("claude no key", "Not logged in · Please run /login", 1),
+    ("claude credit", "Credit balance is too low", 1),
+    (
+        "codex unknown flag",
+        "error: unexpected argument '--full-auto' found\n\n  tip: to pass '--full-auto' as a "
+        "value, use '-- --full-auto'\n\nUsage: codex exec [OPTIONS] [PROMPT]\n\n"
+        "For more information, try '--help'.",
+        2,
+    ),
+    ("codex no key", "ERROR: Missing environment variable: `OPENAI_API_KEY`.", 1),
+    ("codex bad key", "ERROR: unexpected status 401 Unauthorized: Incorrect API key provided", 1),
+    ("codex quota", "ERROR: Quota exceeded. Check your plan and billing details.", 1),
+    ("aider unknown flag", "             [FILE ...]\naider: error: unrecognized arguments: --x", 2),
+    (
+        "aider no key",
+        "litellm.AuthenticationError: AuthenticationError: OpenAIException - The api_key\n"
+        "client option must be set either by passing api_key to the client or by setting\n"
+        "The API provider is not able to authenticate you. Check your API key.",
+        0,
+    ),
+    (
+        "aider quota",
+        "litellm.RateLimitError: RateLimitError: OpenAIException - You exceeded your\n"
+        "current quota, please check your plan and billing details.\n"
+        "The API provider has rate limited you. Try again later or check your quotas.",
+        0,
+    ),
     (
         "anthropic credit",
         "API Error: 400 Your credit balance is too low to access the Anthropic API.",
         1,
     ),
-    ("openai quota", "You exceeded your current quota, please check your plan and billing", 1),
 ]
 
 

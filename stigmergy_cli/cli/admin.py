@@ -64,6 +64,13 @@ def init(
         console.say(f"  agents coordinate through remote {report.remote!r} (git backend)")
     for path in report.created:
         console.say(f"  created {path}")
+    from stigmergy_cli import gitops
+
+    if gitops.rev_parse(report.root, f"refs/heads/{report.target}") is None:
+        console.say(
+            f"Branch {report.target} has no commit yet, and agents start from its tip: make "
+            "one first, e.g. git commit --allow-empty -m 'Initial commit'"
+        )
     console.say('Next: stigmergy task add "Your first task" --priority high')
 
 

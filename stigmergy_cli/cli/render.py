@@ -53,6 +53,8 @@ def task_table(entries: Sequence[Entry], *, show_reason: bool = False) -> None:
         task = entry.record.task
         state = entry.record.state
         status = ("ready" if entry.ready else "blocked") if state == "pending" else state
+        if state == "done" and (task.result or {}).get("outcome") == "unchanged":
+            status = "done (no change)"
         if show_reason:
             deps = (entry.blocked or "").removeprefix("waits for ")
         else:
@@ -84,7 +86,7 @@ def _row(
     task_id, status, pri, score, title, deps = cells
     status_cell = status.ljust(widths[1])
     if status_color:
-        status_cell = console.paint(status_cell, STATUS_COLOR.get(status, ""))
+        status_cell = console.paint(status_cell, STATUS_COLOR.get(status.split()[0], ""))
     line = "  ".join(
         [
             task_id.ljust(widths[0]),
@@ -124,6 +126,7 @@ def task_detail(entry: Entry, root: Path) -> None:
         ("command", task.command),
         ("verify", task.verify),
         ("timeout", task.timeout),
+        ("allow empty", None if task.allow_empty is None else str(task.allow_empty).lower()),
         (
             "attempts",
             f"{task.attempts}" + (f" of {task.max_attempts}" if task.max_attempts else ""),

@@ -83,6 +83,14 @@ def add(
         int | None,
         typer.Option("--max-attempts", metavar="N", help="Attempts before it fails for good."),
     ] = None,
+    allow_empty: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-empty/--no-allow-empty",
+            help="Done even if its executor changes nothing (default: tasks.allow_empty).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Add a pending task."""
@@ -102,6 +110,7 @@ def add(
         "verify": verify,
         "timeout": timeout,
         "max_attempts": max_attempts,
+        "allow_empty": allow_empty,
     }
     from stigmergy_cli import sessions
 

@@ -49,8 +49,10 @@ def _judge(
 RATE_LIMITED = [
     (
         "claude 429",
-        "API Error: Request rejected (429) · Number of request tokens has exceeded your "
-        "per-minute rate limit",
+        (
+            "API Error: Request rejected (429) · Number of request tokens has exceeded your "
+            "per-minute rate limit"
+        ),
         1,
     ),
     ("claude 529", "API Error: 529 Overloaded. This is a server-side issue, usually temporary", 1),
@@ -65,15 +67,19 @@ RATE_LIMITED = [
     ("codex 503", "ERROR: unexpected status 503 Service Unavailable: The server is overloaded", 1),
     (
         "aider 429",
-        "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for\n"
-        "requests\nThe API provider has rate limited you. Try again later or check your "
-        "quotas.\nRetrying in 32.0 seconds...",
+        (
+            "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for\n"
+            "requests\nThe API provider has rate limited you. Try again later or check your "
+            "quotas.\nRetrying in 32.0 seconds..."
+        ),
         0,
     ),
     (
         "aider 500",
-        "litellm.InternalServerError: InternalServerError: OpenAIException - The server\n"
-        "had an error\nThe API provider's servers are down or overloaded.",
+        (
+            "litellm.InternalServerError: InternalServerError: OpenAIException - The server\n"
+            "had an error\nThe API provider's servers are down or overloaded."
+        ),
         0,
     ),
     ("plan limit", "Claude AI usage limit reached|1765432100", 1),
@@ -93,9 +99,11 @@ MISCONFIGURED = [
     ("claude credit", "Credit balance is too low", 1),
     (
         "codex unknown flag",
-        "error: unexpected argument '--full-auto' found\n\n  tip: to pass '--full-auto' as a "
-        "value, use '-- --full-auto'\n\nUsage: codex exec [OPTIONS] [PROMPT]\n\n"
-        "For more information, try '--help'.",
+        (
+            "error: unexpected argument '--full-auto' found\n\n  tip: to pass '--full-auto' as a "
+            "value, use '-- --full-auto'\n\nUsage: codex exec [OPTIONS] [PROMPT]\n\n"
+            "For more information, try '--help'."
+        ),
         2,
     ),
     ("codex no key", "ERROR: Missing environment variable: `OPENAI_API_KEY`.", 1),
@@ -104,16 +112,20 @@ MISCONFIGURED = [
     ("aider unknown flag", "             [FILE ...]\naider: error: unrecognized arguments: --x", 2),
     (
         "aider no key",
-        "litellm.AuthenticationError: AuthenticationError: OpenAIException - The api_key\n"
-        "client option must be set either by passing api_key to the client or by setting\n"
-        "The API provider is not able to authenticate you. Check your API key.",
+        (
+            "litellm.AuthenticationError: AuthenticationError: OpenAIException - The api_key\n"
+            "client option must be set either by passing api_key to the client or by setting\n"
+            "The API provider is not able to authenticate you. Check your API key."
+        ),
         0,
     ),
     (
         "aider quota",
-        "litellm.RateLimitError: RateLimitError: OpenAIException - You exceeded your\n"
-        "current quota, please check your plan and billing details.\n"
-        "The API provider has rate limited you. Try again later or check your quotas.",
+        (
+            "litellm.RateLimitError: RateLimitError: OpenAIException - You exceeded your\n"
+            "current quota, please check your plan and billing details.\n"
+            "The API provider has rate limited you. Try again later or check your quotas."
+        ),
         0,
     ),
     (

@@ -109,8 +109,7 @@ def run(
     """Run `command`; stream its output to `log_path` and `on_line`.
 
     Its process group is killed on `timeout`, or as soon as `stop()` turns true (Ctrl-C, or
-    the agent's heartbeat lapsing), and also if this process is interrupted while waiting;
-    the kernel kills its first process if this one dies (orphans.die_with_parent).
+    the agent's heartbeat lapsing), and also if this process is interrupted while waiting.
     `hold`: a lock every process of the command inherits (orphans.held_for_executor).
     `on_start`: called with the command's pid, its session's id, as soon as it runs.
     """
@@ -130,7 +129,6 @@ def run(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 pass_fds=() if hold is None else (hold.fileno(),),
-                preexec_fn=orphans.die_with_parent(),  # noqa: PLW1509 - a prctl, nothing more
             )
         except OSError as exc:  # no /bin/sh, the worktree gone, no memory for a process
             where = f" ({exc.filename})" if exc.filename else ""

@@ -3,11 +3,9 @@
 Executors run in a session of their own, so that a timeout or a Ctrl-C stops everything they
 started; the price is that killing the agent (`kill -9`, the OOM killer, a closed terminal)
 does not stop them. Left alone, such an orphan keeps spending money and keeps writing into
-a worktree that its agent, restarted, is already using for another task. Three things close
+a worktree that its agent, restarted, is already using for another task. Two things close
 that gap:
 
-- The kernel stops the executor's first process when the agent dies (`PR_SET_PDEATHSIG`):
-  a CLI that the executor script `exec`s dies with the agent.
 - Every process of the executor inherits one open file, `locks/.exec-<agent>.lock`, flocked
   by the agent on a descriptor it hands to the executor. The kernel drops a flock only when
   the last descriptor on it is closed, so whoever of the executor is still alive holds it:
@@ -24,12 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import os
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,34 +241,3 @@ def session_in(beat: Heartbeat | None) -> Session | None:
     if beat is None or beat.executor_pid is None:
         return None
     return Session(beat.executor_pid, beat.executor_start)
-
-
-@functools.cache
-def _prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes  # only agents start executors
-
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that has the kernel SIGKILL the child when this process dies (Linux).
-
-    The death signal follows the thread that started the child; the agent starts its
-    executors from its main thread, which lives as long as it does."""
-    prctl = _prctl()
-    if prctl is None:
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the agent died before the line above took effect
-            os._exit(128 + signal.SIGKILL)
-
-    return preexec

@@ -37,7 +37,6 @@ from stigmergy_cli.paths import Layout
 
 _PREFIX, _SUFFIX = ".exec-", ".lock"
 STOP_WAIT = 10.0  # seconds to wait for killed processes to let go of the lock
-_PR_SET_PDEATHSIG = 1
 
 
 class WorktreeBusy(StigmergyError):

@@ -423,3 +423,15 @@ def test_a_missing_api_key_with_exit_0_stops_the_agent(env_root: Path) -> None:
     with pytest.raises(AgentStopped, match="credentials"):
         _agent(env, script, idle_exit=0).run()
     assert _states(env) == {"t": ("pending", 0)}
+
+
+def test_init_in_a_repository_without_a_commit_says_what_to_do(tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    done = subprocess.run(
+        [str(STIGMERGY), "init"], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert "Branch main has no commit yet" in done.stdout
+    assert "git commit --allow-empty" in done.stdout

@@ -11,14 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from stigmergy_cli import tasks
+from stigmergy_cli.agent_loop import Agent, AgentOptions
 from stigmergy_cli.cli import main
-from stigmergy_cli.environment import initialize
+from stigmergy_cli.environment import Environment, initialize, open_environment
 from stigmergy_cli.paths import Layout
 
 
@@ -101,6 +103,39 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     monkeypatch.chdir(home)
+
+
+def configured(root: Path, **settings: object) -> Environment:
+    """The environment at `root`, with `settings` (keys of config.yaml's sections, by their
+    last word) changed in its config file first."""
+    config = root / ".stigmergy" / "config.yaml"
+    text = config.read_text()
+    for key, value in settings.items():
+        text = text.replace(f"  {key}: ", f"  {key}: {value} #", 1)
+    config.write_text(text)
+    return open_environment(root, None, {})
+
+
+def add_task(env: Environment, task_id: str, **fields: object) -> None:
+    doc = {"id": task_id, "title": f"Task {task_id}", **fields}
+    env.store.add(tasks.new_task(doc, now=time.time(), created_by="t"), time.time())
+
+
+def make_agent(env: Environment, command: str | None, **options: object) -> Agent:
+    """An in-process agent (default id alpha); what it says is kept in `agent.said`."""
+    said: list[str] = []
+    opts = AgentOptions(agent=str(options.pop("agent", "alpha")), command=command, **options)  # type: ignore[arg-type]
+    agent = Agent(env, opts, say=said.append)
+    agent.said = said  # type: ignore[attr-defined]
+    return agent
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -8,42 +8,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import events, gitops, orphans, tasks
-from stigmergy_cli.agent_loop import Agent, AgentOptions, AgentStopped
-from stigmergy_cli.environment import Environment, open_environment
+from stigmergy_cli import events, gitops, orphans
+from stigmergy_cli.agent_loop import Agent, AgentStopped
+from stigmergy_cli.environment import Environment
 from stigmergy_cli.sweep import sweep
 
-from .conftest import git
+from .conftest import add_task as _add
+from .conftest import configured as _env
+from .conftest import git, make_agent
+from .conftest import wait_for as _wait_for
 
 STIGMERGY = Path(sys.executable).parent / "stigmergy"
 WRITE_FILE = 'printf "%s\\n" "$STIGMERGY_TASK_ID" > "$STIGMERGY_TASK_ID.txt"'
 
 
-def _env(root: Path, **overrides: object) -> Environment:
-    config = root / ".stigmergy" / "config.yaml"
-    text = config.read_text()
-    for key, value in overrides.items():
-        text = text.replace(f"  {key}: ", f"  {key}: {value} #", 1)
-    config.write_text(text)
-    return open_environment(root, None, {})
-
-
-def _add(env: Environment, task_id: str, **fields: object) -> None:
-    doc = {"id": task_id, "title": f"Task {task_id}", **fields}
-    env.store.add(tasks.new_task(doc, now=time.time(), created_by="t"), time.time())
-
-
 def _agent(env: Environment, command: str | None = WRITE_FILE, **options: object) -> Agent:
-    said: list[str] = []
-    opts = AgentOptions(agent=str(options.pop("agent", "alpha")), command=command, **options)  # type: ignore[arg-type]
-    agent = Agent(env, opts, say=said.append)
-    agent.said = said  # type: ignore[attr-defined]
-    return agent
+    return make_agent(env, command, **options)
 
 
 def _events(env: Environment, kind: str) -> list[dict[str, object]]:
@@ -131,13 +115,24 @@ def test_a_timeout_fails_the_attempt(env_root: Path) -> None:
     assert "timed out after 0.5s" in str(env.store.get("t").task.result)
 
 
-def test_a_rate_limit_gives_the_task_back_without_an_attempt(env_root: Path) -> None:
+@pytest.mark.parametrize(
+    ("said", "code"),
+    [
+        ("API Error: rate limit exceeded", 1),
+        # Aider exits 0 after every API failure, its provider's words in its output.
+        ("litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit", 0),
+    ],
+    ids=["exit-1", "aider-exit-0"],
+)
+def test_a_rate_limit_gives_the_task_back_without_an_attempt(
+    env_root: Path, said: str, code: int
+) -> None:
     env = _env(env_root, rate_limit_backoff=0.2, rate_limit_backoff_max=0.4)
     _add(env, "t")
     marker = env_root / "limited-once"
     script = (
         f'if [ ! -e "{marker}" ]; then touch "{marker}"; '
-        f'echo "API Error: rate limit exceeded"; exit 1; fi; {WRITE_FILE}'
+        f'echo "{said}"; exit {code}; fi; {WRITE_FILE}'
     )
     agent = _agent(env, script, max_tasks=1)
     started = time.monotonic()
@@ -219,14 +214,6 @@ def _start_agent(root: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_ctrl_c_gives_the_task_back_without_an_attempt(env_root: Path) -> None:

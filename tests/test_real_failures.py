@@ -12,50 +12,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stigmergy_cli import events, orphans, tasks
-from stigmergy_cli.agent_loop import NO_CHANGE, Agent, AgentOptions, AgentStopped
+from stigmergy_cli import events, orphans
+from stigmergy_cli.agent_loop import NO_CHANGE, AgentStopped
 from stigmergy_cli.environment import Environment, initialize, open_environment
 from stigmergy_cli.sweep import sweep
 
+from .conftest import add_task as _add
+from .conftest import configured as _env
 from .conftest import git
+from .conftest import make_agent as _agent
+from .conftest import wait_for as _wait_for
 
 STIGMERGY = Path(sys.executable).parent / "stigmergy"
 WRITE_FILE = 'printf "%s\\n" "$STIGMERGY_TASK_ID" > "$STIGMERGY_TASK_ID.txt"'
-
-
-def _env(root: Path, **settings: object) -> Environment:
-    config = root / ".stigmergy" / "config.yaml"
-    text = config.read_text()
-    for key, value in settings.items():
-        text = text.replace(f"  {key}: ", f"  {key}: {value} #", 1)
-    config.write_text(text)
-    return open_environment(root, None, {})
-
-
-def _add(env: Environment, task_id: str, **fields: object) -> None:
-    doc = {"id": task_id, "title": f"Task {task_id}", **fields}
-    env.store.add(tasks.new_task(doc, now=time.time(), created_by="t"), time.time())
-
-
-def _agent(env: Environment, command: str | None, **options: object) -> Agent:
-    said: list[str] = []
-    opts = AgentOptions(agent=str(options.pop("agent", "alpha")), command=command, **options)  # type: ignore[arg-type]
-    agent = Agent(env, opts, say=said.append)
-    agent.said = said  # type: ignore[attr-defined]
-    return agent
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:
@@ -399,21 +372,6 @@ def test_allow_empty_can_be_the_pools_default(env_root: Path) -> None:
     assert _states(env)["check"] == ("done", 0)
     assert _states(env)["strict"][1] == 1
     assert summary.done == 1
-
-
-def test_an_agent_rate_limited_but_exiting_0_gives_the_task_back(env_root: Path) -> None:
-    # Aider exits 0 after every API failure, its provider's words in its output.
-    env = _env(env_root, rate_limit_backoff=0.1, rate_limit_backoff_max=0.2)
-    _add(env, "t")
-    marker = env_root / "limited-once"
-    script = (
-        f'if [ ! -e "{marker}" ]; then touch "{marker}"; '
-        'echo "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit"; exit 0; fi; '
-        f"{WRITE_FILE}"
-    )
-    summary = _agent(env, script, max_tasks=1).run()
-    assert (summary.given_back, summary.done, summary.failed) == (1, 1, 0)
-    assert _states(env) == {"t": ("done", 0)}
 
 
 def test_a_missing_api_key_with_exit_0_stops_the_agent(env_root: Path) -> None:

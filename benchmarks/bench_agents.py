@@ -929,12 +929,23 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help="run only the parallel-efficiency section, N times in a row, each after the CPU "
         "speed probe: its figure follows the machine from one minute to the next",
     )
+    parser.add_argument(
+        "--overhead",
+        type=_runs,
+        metavar="N",
+        help="run only the per-task overhead section, N times in a row, each after the probes",
+    )
 
 
 def body() -> None:
     args = parse_args(__doc__ or "", _options)
     quick: bool = args.quick
     header("agent loop: overhead, parallel efficiency, idle, throughput", quick)
+    if args.overhead:
+        for run_number in range(1, args.overhead + 1):
+            print(f"-- overhead run {run_number} of {args.overhead}; {cpu_speed()}; {file_speed()}")
+            per_task_overhead(30 if quick else 200)
+        return
     if args.parallel:
         for run_number in range(1, args.parallel + 1):
             print(f"-- parallel run {run_number} of {args.parallel}; {cpu_speed()}; {file_speed()}")

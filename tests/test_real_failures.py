@@ -393,3 +393,15 @@ def test_init_in_a_repository_without_a_commit_says_what_to_do(tmp_path: Path) -
     assert done.returncode == 0
     assert "Branch main has no commit yet" in done.stdout
     assert "git commit --allow-empty" in done.stdout
+
+
+def test_no_git_on_the_path_stops_the_agent_with_the_task_untouched(
+    env_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _env(env_root)
+    _agent(env, WRITE_FILE, idle_exit=0).run()  # its worktree exists; then git goes away
+    _add(env, "t")
+    monkeypatch.setenv("PATH", str(env_root / "no-such-dir"))
+    with pytest.raises(AgentStopped, match="git is not installed or not on PATH"):
+        _agent(env, WRITE_FILE, idle_exit=0).run()
+    assert _states(env) == {"t": ("pending", 0)}

@@ -98,7 +98,9 @@ def test_agents_killed_at_random_instants_still_land_every_task_exactly_once(
     env = open_environment(env_root, None, {})
     ids = [f"s{n:02d}" if n < SHARED else f"t{n:02d}" for n in range(TASKS)]
     for task_id in ids:
-        doc = {"id": task_id, "title": f"Task {task_id}"}
+        # The shared ones first, so that the agents' first tasks run side by side from one
+        # tip and their merges conflict, whatever the kills do to the order after that.
+        doc = {"id": task_id, "title": f"Task {task_id}", "priority": 90 if task_id < "t" else 50}
         env.store.add(tasks.new_task(doc, now=time.time(), created_by="t"), time.time())
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -118,7 +118,7 @@ def stop(layout: Layout, agent: str, session: Session | None = None) -> list[int
     while True:
         targets = set(holders(path))
         if session is not None:
-            targets.update(members(session))
+            targets.update(members(session, layout.workspace(agent)))
             session = None  # once: what it started later holds the lock, or was killed with it
         targets -= {os.getpid(), *killed, *refused}
         for pid in sorted(targets):
@@ -208,9 +208,11 @@ def holders(path: Path) -> list[int]:
     return found
 
 
-def members(session: Session) -> list[int]:
-    """Processes of the executor's session that started no earlier than its first process
-    (a session id is a pid, and pids are reused)."""
+def members(session: Session, worktree: Path) -> list[int]:
+    """Processes of the executor's session that started no earlier than its first process,
+    and whose environment names the agent's worktree as every executor's does: a session id
+    is a pid, and a reused one must never make us kill someone else's processes."""
+    marker = b"STIGMERGY_WORKTREE=" + os.fsencode(worktree) + b"\0"
     found = []
     for pid in _pids():
         try:
@@ -223,7 +225,13 @@ def members(session: Session) -> list[int]:
             sid, started = int(fields[3]), int(fields[19])
         except (IndexError, ValueError):
             continue
-        if sid == session.pid and (session.start is None or started >= session.start):
+        if sid != session.pid or (session.start is not None and started < session.start):
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ:
             found.append(pid)
     return found
 

@@ -405,3 +405,32 @@ def test_no_git_on_the_path_stops_the_agent_with_the_task_untouched(
     with pytest.raises(AgentStopped, match="git is not installed or not on PATH"):
         _agent(env, WRITE_FILE, idle_exit=0).run()
     assert _states(env) == {"t": ("pending", 0)}
+
+
+def test_a_process_that_closed_the_inherited_lock_is_found_by_its_session(
+    env_root: Path, tmp_path: Path
+) -> None:
+    # Python's subprocess closes the descriptors it does not pass on: such a grandchild
+    # holds no executor lock, but stays in the executor's session, with its environment.
+    # (`set -m` gives it a process group of its own, so killing the others does not end it.)
+    env = _env(env_root, heartbeat_interval=0.1, lease=1)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    closer = (
+        f"set -m; {sys.executable} -c 'import os, time; os.closerange(3, 4096); "
+        'open(os.environ["PIDS"] + "/orphan.pid", "w").write(str(os.getpid())); '
+        "time.sleep(60)' & wait"
+    )
+    _add(env, "a", command=closer)
+    proc = _start_agent(env_root, pids, "--id", "alpha")
+    try:
+        _wait_for((pids / "orphan.pid").exists)
+        time.sleep(0.5)  # a heartbeat or two, naming the executor's session
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    orphan = int((pids / "orphan.pid").read_text())
+    assert _alive(orphan)
+    report = sweep(env.store, env.config, time.time())
+    assert ("stopped", "a") in [(a.kind, a.target) for a in report.actions]
+    assert not _alive(orphan)

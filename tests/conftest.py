@@ -130,6 +130,20 @@ def make_agent(env: Environment, command: str | None, **options: object) -> Agen
     return agent
 
 
+def start_agent(
+    root: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`stigmergy agent run ARGS` as a process in `root`, its output on a pipe."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "stigmergy"), "agent", "run", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(extra_env or {})},
+    )
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -20,6 +20,7 @@ from stigmergy_cli.sweep import sweep
 from .conftest import add_task as _add
 from .conftest import configured as _env
 from .conftest import git, make_agent
+from .conftest import start_agent as _start_agent
 from .conftest import wait_for as _wait_for
 
 STIGMERGY = Path(sys.executable).parent / "stigmergy"
@@ -204,16 +205,6 @@ def test_markers_left_in_a_conflict_fail_the_resolution(env_root: Path, tmp_path
         r for r in env.store.scan(time.time()).records if r.task.type == "merge_conflict"
     ]
     assert "conflict markers left in shared.txt" in str(conflict.task.result)
-
-
-def _start_agent(root: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(STIGMERGY), "agent", "run", *args],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def test_ctrl_c_gives_the_task_back_without_an_attempt(env_root: Path) -> None:

@@ -23,7 +23,7 @@ from stigmergy_cli.sweep import sweep
 
 from .conftest import add_task as _add
 from .conftest import configured as _env
-from .conftest import git
+from .conftest import git, start_agent
 from .conftest import make_agent as _agent
 from .conftest import wait_for as _wait_for
 
@@ -55,14 +55,7 @@ ORPHAN = (
 
 
 def _start_agent(root: Path, pids: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(STIGMERGY), "agent", "run", *args],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PIDS": str(pids)},
-    )
+    return start_agent(root, *args, extra_env={"PIDS": str(pids)})
 
 
 def _orphan_of_killed_agent(env: Environment, tmp_path: Path) -> int:
